@@ -1,0 +1,1 @@
+"""Blueprints of the relay's HTTP API, registered by ``create_app``."""

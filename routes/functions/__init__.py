@@ -1,0 +1,1 @@
+"""Helpers behind the route modules: request parsing, payload building, response shaping."""

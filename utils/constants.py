@@ -1,0 +1,78 @@
+"""Fixed facts about the 1min.ai API and the OpenAI API that the relay translates between.
+
+Upstream paths, feature names and model ids change from time to time; they live here
+so that such a change is a one-line edit.
+"""
+
+from __future__ import annotations
+
+SERVICE_NAME = "1min-relay"
+VERSION = "1.0.0"
+USER_AGENT = f"{SERVICE_NAME}/{VERSION} (+OpenAI-compatible relay)"
+
+# Upstream paths, relative to ONE_MIN_API_URL.
+CHAT_PATH = "/api/chat-with-ai"
+FEATURES_PATH = "/api/features"
+ASSETS_PATH = "/api/assets"
+CONVERSATIONS_PATH = "/api/conversations"
+CATALOG_PATH = "/models"
+
+# Feature names used both in request bodies and in the catalog's ?feature= filter.
+FEATURE_CHAT = "UNIFY_CHAT_WITH_AI"
+FEATURE_CODE = "CODE_GENERATOR"
+FEATURE_IMAGE_GENERATOR = "IMAGE_GENERATOR"
+FEATURE_IMAGE_VARIATOR = "IMAGE_VARIATOR"
+FEATURE_IMAGE_EDITOR = "IMAGE_EDITOR"
+FEATURE_SPEECH_TO_TEXT = "SPEECH_TO_TEXT"
+FEATURE_AUDIO_TRANSLATOR = "AUDIO_TRANSLATOR"
+FEATURE_TEXT_TO_SPEECH = "TEXT_TO_SPEECH"
+
+CATALOG_FEATURES = (
+    FEATURE_CHAT,
+    FEATURE_CODE,
+    FEATURE_IMAGE_GENERATOR,
+    FEATURE_IMAGE_VARIATOR,
+    FEATURE_IMAGE_EDITOR,
+    FEATURE_SPEECH_TO_TEXT,
+    FEATURE_AUDIO_TRANSLATOR,
+    FEATURE_TEXT_TO_SPEECH,
+)
+
+# Each provider reports its own finish word in aiRecord.metadata.finishReason.
+FINISH_REASONS = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "complete": "stop",
+    "completed": "stop",
+    "stop_sequence": "stop",
+    "eos": "stop",
+    "finished": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "max_output_tokens": "length",
+    "model_length": "length",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+    "recitation": "content_filter",
+    "blocked": "content_filter",
+    "refusal": "content_filter",
+    "tool_calls": "tool_calls",
+    "tool_use": "tool_calls",
+    "function_call": "tool_calls",
+}
+
+# Used only while the catalog cannot be reached: (model id, provider, features, input modalities).
+FALLBACK_MODELS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("gpt-4o-mini", "openai", (FEATURE_CHAT,), ("text", "image")),
+    ("gpt-4o", "openai", (FEATURE_CHAT,), ("text", "image")),
+    ("gpt-4.1-mini", "openai", (FEATURE_CHAT,), ("text", "image")),
+    ("claude-3-5-haiku-20241022", "anthropic", (FEATURE_CHAT,), ("text",)),
+    ("gemini-2.0-flash", "google", (FEATURE_CHAT,), ("text", "image")),
+    ("deepseek-chat", "deepseek", (FEATURE_CHAT,), ("text",)),
+    ("open-mistral-nemo", "mistral", (FEATURE_CHAT,), ("text",)),
+    ("dall-e-3", "openai", (FEATURE_IMAGE_GENERATOR,), ("text",)),
+    ("whisper-1", "openai", (FEATURE_SPEECH_TO_TEXT, FEATURE_AUDIO_TRANSLATOR), ("audio",)),
+    ("tts-1", "openai", (FEATURE_TEXT_TO_SPEECH,), ("text",)),
+)
+
+CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
