@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, stream_with_context
 
+from routes.functions.audio_func import chat_with_speech_model
+from routes.functions.img_func import chat_with_image_model
+
 from routes.functions.shared_func import (
     new_object_id,
     parse_json_body,
@@ -21,7 +24,15 @@ from routes.functions.txt_func import (
     transform_response,
 )
 from utils.catalog import CatalogModel
-from utils.constants import CHAT_PATH
+from utils.constants import (
+    CHAT_PATH,
+    FEATURE_CHAT,
+    FEATURE_CODE,
+    FEATURE_IMAGE_GENERATOR,
+    FEATURE_SPEECH_TO_TEXT,
+    FEATURE_TEXT_TO_SPEECH,
+)
+from utils.errors import InvalidRequestError
 
 bp = Blueprint("text", __name__)
 
@@ -47,7 +58,9 @@ def create_chat_completion() -> Response:
     api_key = validate_auth()
     chat = parse_chat_request(parse_json_body())
     g.model = chat.model
-    relay_state().catalog.require(chat.model)
+    model = relay_state().catalog.require(chat.model)
+    if not (model.supports(FEATURE_CHAT) or model.supports(FEATURE_CODE)):
+        return _chat_with_other_model(api_key, chat, model)
 
     prompt = format_conversation_history(chat.messages)
     path, payload = prepare_chat_payload(chat, prompt)
@@ -60,6 +73,21 @@ def create_chat_completion() -> Response:
     if chat.stream:
         return _replay_as_stream(body, chat, result.text)
     return jsonify(body)
+
+
+def _chat_with_other_model(api_key: str, chat: ChatRequest, model: CatalogModel) -> Response:
+    """Serve chat requests addressed to image and speech models, as the original relay did."""
+    if model.supports(FEATURE_IMAGE_GENERATOR):
+        return chat_with_image_model(api_key, chat, model)
+    if model.supports(FEATURE_TEXT_TO_SPEECH):
+        return chat_with_speech_model(api_key, chat, model)
+    if model.supports(FEATURE_SPEECH_TO_TEXT):
+        raise InvalidRequestError(
+            f"'{model.id}' is a speech-to-text model and cannot chat. "
+            "Send audio to POST /v1/audio/transcriptions instead.",
+            param="model",
+        )
+    raise InvalidRequestError(f"'{model.id}' is not a chat model.", param="model")
 
 
 def _stream_chat(api_key: str, chat: ChatRequest, prompt: str, payload: dict) -> Response:
