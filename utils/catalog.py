@@ -1,8 +1,8 @@
 """The 1min.ai model catalog, cached in storage so replicas share one copy.
 
 The catalog is fetched per feature from ``GET /models?feature=…`` (no auth). Disabled
-models are dropped. While the catalog cannot be reached, a small built-in list stands
-in, cached only briefly so the real catalog is tried again soon.
+models are dropped. While the catalog cannot be reached, a small built-in list is used
+instead, cached only briefly so that the real catalog is tried again soon.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def raise_for_upstream(response: requests.Response) -> None:
 
     if _looks_like_html(response):
         raise UpstreamError(
-            f"1min.ai refused the request with an HTML page (HTTP {status}); "
+            f"1min.ai rejected the request with an HTML page (HTTP {status}); "
             "this usually means its CDN or bot filter blocked or timed out the call. Try again later."
         )
 
@@ -154,7 +154,7 @@ class OneMinClient:
             response = self.session.request(method, url, **kwargs)
         except requests.Timeout as error:
             raise UpstreamTimeoutError(
-                f"1min.ai did not answer in time ({type(error).__name__}). Try again later."
+                f"1min.ai did not respond in time ({type(error).__name__}). Try again later."
             ) from None
         except requests.RequestException as error:
             logger.warning("upstream %s %s failed: %s", method, url, type(error).__name__)
@@ -200,7 +200,7 @@ class OneMinClient:
         response = self._send("GET", self.api_url + path, params=params)
         body = _json_or_none(response)
         if body is None:
-            raise UpstreamError(f"1min.ai answered {path} with a body that is not JSON.")
+            raise UpstreamError(f"1min.ai returned a body that is not JSON for {path}.")
         return body
 
     def upload_asset(self, api_key: str, filename: str, content: bytes, content_type: str) -> dict:
@@ -213,7 +213,7 @@ class OneMinClient:
         )
         body = _json_or_none(response)
         if not isinstance(body, dict) or not isinstance(body.get("fileContent") or body.get("asset"), dict):
-            raise UpstreamError("1min.ai answered the asset upload without file details.")
+            raise UpstreamError("1min.ai returned no file details for the asset upload.")
         return body
 
     def asset_link(self, storage_key: str) -> str:

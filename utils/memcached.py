@@ -1,7 +1,7 @@
 """Key-value storage shared by the routes: memcached when configured, else memory.
 
 Values are JSON-serialisable objects. Every backend offers the same narrow interface
-(`get`, `set`, `add`, `delete`, `update`), so route code never knows which one runs.
+(`get`, `set`, `add`, `delete`, `update`), so route code does not depend on which one runs.
 When memcached is configured but unreachable, `FallbackStorage` serves from memory,
 warns once, and switches back (with an INFO line) as soon as memcached answers again.
 Data written to memory during an outage is not copied to memcached afterwards.
@@ -216,7 +216,7 @@ class FallbackStorage:
                 )
 
     def check_primary(self) -> bool:
-        """Ping memcached now; on failure switch to memory (warning once). Return whether it answered."""
+        """Ping memcached now; on failure switch to memory (warning once). Return whether it responded."""
         try:
             self._primary.ping()
         except (MemcacheError, OSError) as error:

@@ -129,7 +129,7 @@ def _open(url: str, allowed_hosts: tuple[str, ...], deadline: float) -> urllib3.
             preload_content=False,
         )
     except urllib3.exceptions.TimeoutError:
-        raise FetchError("the image server did not answer in time") from None
+        raise FetchError("the image server did not respond in time") from None
     except urllib3.exceptions.HTTPError as error:
         raise FetchError(f"the image could not be fetched ({type(error).__name__})") from None
 
@@ -166,7 +166,7 @@ def fetch_image(url: str, max_bytes: int, timeout: float, allowed_hosts: tuple[s
                 url = urljoin(url, location)
                 continue
             if response.status != 200:
-                raise FetchError(f"the image server answered HTTP {response.status}")
+                raise FetchError(f"the image server returned HTTP {response.status}")
             declared_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if not declared_type.startswith("image/"):
                 raise FetchError(f"the URL did not return an image (Content-Type {declared_type or 'missing'})")

@@ -19,7 +19,7 @@ from utils.memcached import Storage, hash_secret
 
 @dataclass
 class RelayState:
-    """What ``create_app`` builds once and every request shares."""
+    """Shared objects that ``create_app`` builds once for all requests."""
 
     settings: Settings
     storage: Storage

@@ -286,7 +286,7 @@ def check_record(body: Any) -> dict:
         raise UpstreamError(f"1min.ai reported a failure: {error.get('message') or 'no message'}")
     record = body.get("aiRecord") if isinstance(body, dict) else None
     if not isinstance(record, dict):
-        raise UpstreamError("1min.ai answered without an aiRecord.")
+        raise UpstreamError("1min.ai returned no aiRecord.")
     if record.get("status") == "FAILED":
         detail = record.get("aiRecordDetail") if isinstance(record.get("aiRecordDetail"), dict) else {}
         raise UpstreamError(f"1min.ai could not complete the request: {detail.get('errorMessage') or 'no message'}")
