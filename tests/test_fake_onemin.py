@@ -1011,6 +1011,35 @@ def test_speech_raw_bytes_mode(fake, http):
     assert response.content.startswith(b"ID3")
 
 
+def test_speech_without_temporary_url(fake, http):
+    fake.set(tts_temporary_url="missing")
+
+    response = post_feature(http, fake, "TEXT_TO_SPEECH", "tts-1", {"text": "hello", "voice": "alloy"})
+
+    record = response.json()["aiRecord"]
+    assert "temporaryUrl" not in record
+    key = record["aiRecordDetail"]["resultObject"][0]
+    assert http.get(f"{fake.asset_url}/{key}").content.startswith(b"ID3")
+
+
+def test_speech_expired_temporary_url(fake, http):
+    fake.set(tts_temporary_url="expired")
+
+    response = post_feature(http, fake, "TEXT_TO_SPEECH", "tts-1", {"text": "hello", "voice": "alloy"})
+
+    record = response.json()["aiRecord"]
+    expired = http.get(record["temporaryUrl"])
+    assert expired.status_code == 403
+    assert b"Request has expired" in expired.content
+    key = record["aiRecordDetail"]["resultObject"][0]
+    assert http.get(f"{fake.asset_url}/{key}").status_code == 200
+
+
+def test_temporary_url_mode_is_checked(fake):
+    with pytest.raises(ValueError):
+        fake.set(tts_temporary_url="stale")
+
+
 def test_qwen_speech_is_always_wav(fake, http):
     response = post_feature(http, fake, "TEXT_TO_SPEECH", "qwen3-tts-flash",
                             {"text": "hello", "response_format": "mp3"})

@@ -222,6 +222,18 @@ class OneMinClient:
             return storage_key
         return f"{self.asset_url}/{storage_key.lstrip('/')}"
 
+    def download(self, url: str) -> requests.Response:
+        """Open a stored result (a CDN or signed link) for streaming; the caller closes the response.
+
+        Any failure other than a timeout is a 502: the request itself already succeeded.
+        """
+        try:
+            return self._send("GET", url, stream=True)
+        except UpstreamTimeoutError:
+            raise
+        except OpenAIError as error:
+            raise UpstreamError(f"Could not download the result from 1min.ai's storage: {error.message}") from None
+
     def close(self) -> None:
         self.session.close()
 

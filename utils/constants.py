@@ -76,3 +76,28 @@ FALLBACK_MODELS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] =
 )
 
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+# Speech-to-text models that take `language` as a BCP-47 locale (en-US), not ISO-639-1 (en).
+GOOGLE_SPEECH_MODELS = frozenset(
+    {
+        "latest_long",
+        "latest_short",
+        "phone_call",
+        "telephony",
+        "telephony_short",
+        "medical_dictation",
+        "medical_conversation",
+    }
+)
+# Speech-to-text models known to return segment timestamps when asked for verbose_json.
+TIMESTAMPED_TRANSCRIPTION_MODELS = frozenset({"whisper-1"})
+
+# Text-to-speech output: OpenAI's response_format -> Content-Type of the audio.
+SPEECH_CONTENT_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}

@@ -14,9 +14,10 @@ from collections import deque
 from typing import Any, Iterator
 
 import requests
+from flask import Response
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from routes.functions.txt_func import check_record, map_finish_reason, record_usage, usage_object
+from routes.functions.txt_func import ChatRequest, check_record, map_finish_reason, record_usage, usage_object
 from utils.errors import ModelNotFoundError, NotFoundError, OpenAIError, UpstreamError, UpstreamTimeoutError
 from utils.sse import ServerSentEvent, SSEParser
 
@@ -224,3 +225,21 @@ def stream_response(
         yield b"data: [DONE]\n\n"
     finally:
         upstream.close()
+
+
+def replay_as_stream(body: dict, chat: ChatRequest, text: str) -> Response:
+    """Send a finished answer (from an endpoint that cannot stream) as an OpenAI stream."""
+    writer = ChunkWriter(body["id"], body["created"], chat.model, chat.include_usage)
+    choice = body["choices"][0]
+    usage = body["usage"]
+
+    def events() -> Iterator[bytes]:
+        yield writer.chunk({"role": "assistant", "content": ""})
+        if text:
+            yield writer.chunk({"content": text})
+        yield writer.chunk({}, finish_reason=choice["finish_reason"])
+        if chat.include_usage:
+            yield writer.usage_chunk(usage["prompt_tokens"], usage["completion_tokens"])
+        yield b"data: [DONE]\n\n"
+
+    return Response(events(), headers=SSE_HEADERS)

@@ -44,8 +44,9 @@ Behaviour fields for `set()`, with defaults (`Behaviour` in behaviour.py lists t
   stall_mid_stream_seconds=0 pauses mid-stream. Chunk counts skip the empty first delta.
 * zero_tokens=False; result_location "detail" or "top"; finish_reason="stop" (None omits it);
   record_status "SUCCESS" or "FAILED" (non-streaming records only); reply_chars=None;
-  tts_raw_bytes=False returns bare audio bytes for TEXT_TO_SPEECH; stt_json_text=False wraps
-  transcripts as a JSON string with a "text" key.
+  tts_raw_bytes=False returns bare audio bytes for TEXT_TO_SPEECH; tts_temporary_url="valid"
+  ("missing" leaves `temporaryUrl` out of speech records, "expired" makes the CDN answer it with
+  403); stt_json_text=False wraps transcripts as a JSON string with a "text" key.
 * fail_status=None (400, 401, 403, 429, 500, 502 or 522) fails every API call, for fail_count
   calls (None: until reset), the catalog too with fail_catalog=True. A 429 carries
   Retry-After from retry_after="7", and 400 and 500 bodies use error_code="UNKNOWN_ERROR",

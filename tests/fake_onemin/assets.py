@@ -80,6 +80,11 @@ def upload_asset(fake: FakeOneMin, call: Call, behaviour: Behaviour) -> None:
 def serve_asset(fake: FakeOneMin, call: Call, behaviour: Behaviour) -> None:
     """Serve stored bytes at `/cdn/<key>` without auth, like the public asset CDN."""
     key = unquote(call.path[len("/cdn/"):])
+    if call.query.get("X-Amz-Expires") == "0":
+        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>"
+                "<Message>Request has expired</Message></Error>")
+        call.send(403, body.encode(), "application/xml")
+        return
     asset = fake.store.assets_by_path.get(key)
     if asset is None:
         body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>"

@@ -89,7 +89,11 @@ def create_speech(fake: FakeOneMin, request: FeatureRequest) -> FeatureOutput:
     fake.store.add_asset(Asset(uuid=new_uuid(), path=key, kind=AUDIO,
                                mimetype=AUDIO_MIMETYPES[audio_format], name=key.split("/")[-1],
                                data=data, owner=request.api_key))
-    return FeatureOutput([key], {}, temporary_url=signed_url(fake.asset_url, key),
+    url_mode = request.behaviour.tts_temporary_url
+    temporary_url = None
+    if url_mode != "missing":
+        temporary_url = signed_url(fake.asset_url, key, 0 if url_mode == "expired" else 3600)
+    return FeatureOutput([key], {}, temporary_url=temporary_url,
                          raw_audio=(data, AUDIO_MIMETYPES[audio_format]))
 
 

@@ -10,6 +10,7 @@ FAIL_STATUSES = frozenset({400, 401, 403, 429, 500, 502, 522})
 ERROR_EVENT_SHAPES = frozenset({"string", "object", "message"})
 RESULT_LOCATIONS = frozenset({"detail", "top"})
 RECORD_STATUSES = frozenset({"SUCCESS", "FAILED"})
+TEMPORARY_URL_MODES = frozenset({"valid", "missing", "expired"})
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Behaviour:
     record_status: str = "SUCCESS"
     reply_chars: int | None = None
     tts_raw_bytes: bool = False
+    tts_temporary_url: str = "valid"
     stt_json_text: bool = False
 
     # HTTP failures of API calls.
@@ -72,6 +74,7 @@ class Behaviour:
         _check_choice("error_event_shape", self.error_event_shape, ERROR_EVENT_SHAPES)
         _check_choice("result_location", self.result_location, RESULT_LOCATIONS)
         _check_choice("record_status", self.record_status, RECORD_STATUSES)
+        _check_choice("tts_temporary_url", self.tts_temporary_url, TEMPORARY_URL_MODES)
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {self.chunk_size}")
         for name in ("chunk_delay", "stall_seconds", "stall_mid_stream_seconds"):

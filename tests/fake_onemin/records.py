@@ -102,6 +102,10 @@ class FeatureOutput:
     raw_audio: tuple[bytes, str] | None = None
 
 
-def signed_url(asset_url: str, key: str) -> str:
-    """Build a `temporaryUrl` on the fake CDN, shaped like a signed S3 link."""
-    return f"{asset_url}/{key}?X-Amz-Expires=3600&X-Amz-Signature={secrets.token_hex(16)}"
+def signed_url(asset_url: str, key: str, expires_seconds: int = 3600) -> str:
+    """Build a `temporaryUrl` on the fake CDN, shaped like a signed S3 link.
+
+    The CDN rejects a link with `expires_seconds=0` as expired.
+    """
+    return (f"{asset_url}/{key}?X-Amz-Expires={expires_seconds}"
+            f"&X-Amz-Signature={secrets.token_hex(16)}")
