@@ -14,7 +14,13 @@ from routes.functions.shared_func import (
     unix_time,
     validate_auth,
 )
-from routes.functions.stream_func import SSE_HEADERS, ChunkWriter, UpstreamChatStream, stream_response
+from routes.functions.stream_func import (
+    SSE_HEADERS,
+    ChunkWriter,
+    UpstreamChatStream,
+    replay_as_stream,
+    stream_response,
+)
 from routes.functions.txt_func import (
     ChatRequest,
     format_conversation_history,
@@ -71,7 +77,7 @@ def create_chat_completion() -> Response:
     result = transform_response(client.post_json(path, api_key, payload).json(), prompt)
     body = format_openai_response(result, chat.model)
     if chat.stream:
-        return _replay_as_stream(body, chat, result.text)
+        return replay_as_stream(body, chat.include_usage)
     return jsonify(body)
 
 
@@ -103,21 +109,3 @@ def _stream_chat(api_key: str, chat: ChatRequest, prompt: str, payload: dict) ->
     writer = ChunkWriter(new_object_id("chatcmpl"), unix_time(), chat.model, chat.include_usage)
     events = stream_response(upstream, writer, prompt, chat.include_usage)
     return Response(stream_with_context(events), headers=SSE_HEADERS)
-
-
-def _replay_as_stream(body: dict, chat: ChatRequest, text: str) -> Response:
-    """Send a finished answer (from an endpoint that cannot stream) as an OpenAI stream."""
-    writer = ChunkWriter(body["id"], body["created"], chat.model, chat.include_usage)
-    choice = body["choices"][0]
-    usage = body["usage"]
-
-    def events():
-        yield writer.chunk({"role": "assistant", "content": ""})
-        if text:
-            yield writer.chunk({"content": text})
-        yield writer.chunk({}, finish_reason=choice["finish_reason"])
-        if chat.include_usage:
-            yield writer.usage_chunk(usage["prompt_tokens"], usage["completion_tokens"])
-        yield b"data: [DONE]\n\n"
-
-    return Response(events(), headers=SSE_HEADERS)

@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any, Iterator
 
 import requests
+from flask import Response
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from routes.functions.txt_func import check_record, map_finish_reason, record_usage, usage_object
@@ -224,3 +225,22 @@ def stream_response(
         yield b"data: [DONE]\n\n"
     finally:
         upstream.close()
+
+
+def replay_as_stream(body: dict, include_usage: bool) -> Response:
+    """Send a finished ``chat.completion`` (from an endpoint that cannot stream) as an OpenAI stream."""
+    writer = ChunkWriter(body["id"], body["created"], body["model"], include_usage)
+    choice = body["choices"][0]
+    text = choice["message"]["content"]
+    usage = body["usage"]
+
+    def events() -> Iterator[bytes]:
+        yield writer.chunk({"role": "assistant", "content": ""})
+        if text:
+            yield writer.chunk({"content": text})
+        yield writer.chunk({}, finish_reason=choice["finish_reason"])
+        if include_usage:
+            yield writer.usage_chunk(usage["prompt_tokens"], usage["completion_tokens"])
+        yield b"data: [DONE]\n\n"
+
+    return Response(events(), headers=SSE_HEADERS)
