@@ -77,6 +77,12 @@ FALLBACK_MODELS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] =
 
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
+# Models for image requests that name none. dall-e-2 is OpenAI's default for generations and
+# variations. OpenAI's default for edits is gpt-image-1.5, which the 1min.ai catalog did not list.
+DEFAULT_IMAGE_GENERATION_MODEL = "dall-e-2"
+DEFAULT_IMAGE_VARIATION_MODEL = "dall-e-2"
+DEFAULT_IMAGE_EDIT_MODEL = "gpt-image-1"
+
 # 1min.ai addresses Leonardo models by UUID, and clients may use these readable names instead.
 MODEL_ALIASES = {
     "leonardo-phoenix": "6b645e3a-d64f-4341-a6d8-7a3690fbf042",
