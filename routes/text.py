@@ -14,7 +14,13 @@ from routes.functions.shared_func import (
     unix_time,
     validate_auth,
 )
-from routes.functions.stream_func import SSE_HEADERS, ChunkWriter, UpstreamChatStream, replay_as_stream, stream_response
+from routes.functions.stream_func import (
+    SSE_HEADERS,
+    ChunkWriter,
+    UpstreamChatStream,
+    replay_as_stream,
+    stream_response,
+)
 from routes.functions.txt_func import (
     ChatRequest,
     format_conversation_history,
@@ -71,7 +77,7 @@ def create_chat_completion() -> Response:
     result = transform_response(client.post_json(path, api_key, payload).json(), prompt)
     body = format_openai_response(result, chat.model)
     if chat.stream:
-        return replay_as_stream(body, chat, result.text)
+        return replay_as_stream(body, chat.include_usage)
     return jsonify(body)
 
 

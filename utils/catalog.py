@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from utils.common import OneMinClient
-from utils.constants import CATALOG_FEATURES, CATALOG_PATH, FALLBACK_MODELS
+from utils.constants import CATALOG_FEATURES, CATALOG_PATH, FALLBACK_MODELS, MODEL_ALIASES
 from utils.errors import ModelNotFoundError, OpenAIError
 from utils.memcached import Storage
 
@@ -184,7 +184,8 @@ class ModelCatalog:
         return [model for model in models if feature is None or model.supports(feature)]
 
     def get(self, model_id: str) -> CatalogModel | None:
-        return self._permitted_models().get(model_id)
+        """Return a permitted model by id or by readable alias (see ``MODEL_ALIASES``)."""
+        return self._permitted_models().get(MODEL_ALIASES.get(model_id, model_id))
 
     def require(self, model_id: str, feature: str | None = None, param: str = "model") -> CatalogModel:
         """Return the model, or raise a 404 ``model_not_found`` before any upstream call."""

@@ -234,6 +234,33 @@ class OneMinClient:
         except OpenAIError as error:
             raise UpstreamError(f"Could not download the result from 1min.ai's storage: {error.message}") from None
 
+    def download_asset(self, storage_key: str, max_bytes: int) -> bytes:
+        """Download a stored result from the asset CDN, which needs no API key.
+
+        Any status but 200, and a body over ``max_bytes``, is an upstream failure (502).
+        """
+        url = self.asset_link(storage_key)
+        try:
+            with self.session.get(url, stream=True, timeout=self.timeout) as response:
+                if response.status_code != 200:
+                    raise UpstreamError(
+                        f"The 1min.ai asset CDN returned HTTP {response.status_code} for {storage_key}."
+                    )
+                content = bytearray()
+                for chunk in response.iter_content(65536):
+                    content += chunk
+                    if len(content) > max_bytes:
+                        raise UpstreamError(
+                            f"The stored result {storage_key} is larger than the limit of {max_bytes} bytes."
+                        )
+        except requests.Timeout:
+            raise UpstreamTimeoutError(f"The 1min.ai asset CDN did not send {storage_key} in time.") from None
+        except requests.RequestException as error:
+            raise UpstreamError(
+                f"Could not download {storage_key} from the 1min.ai asset CDN ({type(error).__name__})."
+            ) from None
+        return bytes(content)
+
     def close(self) -> None:
         self.session.close()
 

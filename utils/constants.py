@@ -101,3 +101,20 @@ SPEECH_CONTENT_TYPES = {
     "wav": "audio/wav",
     "pcm": "audio/pcm",
 }
+
+# Models for image requests that name none. dall-e-2 is OpenAI's default for generations and
+# variations. OpenAI's default for edits is gpt-image-1.5, which the 1min.ai catalog did not list.
+DEFAULT_IMAGE_GENERATION_MODEL = "dall-e-2"
+DEFAULT_IMAGE_VARIATION_MODEL = "dall-e-2"
+DEFAULT_IMAGE_EDIT_MODEL = "gpt-image-1"
+
+# 1min.ai addresses Leonardo models by UUID, and clients may use these readable names instead.
+MODEL_ALIASES = {
+    "leonardo-phoenix": "6b645e3a-d64f-4341-a6d8-7a3690fbf042",
+    "leonardo-lightning-xl": "b24e16ff-06e3-43eb-8d33-4416c2d75876",
+    "leonardo-anime-xl": "e71a1c2f-4f80-4800-934f-2c68979d8cc8",
+    "leonardo-diffusion-xl": "1e60896f-3c26-4296-8ecc-53e2afecc132",
+    "leonardo-kino-xl": "aa77f04e-3eec-4034-9c07-d0f619684628",
+    "leonardo-vision-xl": "5c232a9e-9061-4777-980a-ddc8e65647c6",
+    "leonardo-albedo-xl": "2067ae52-33fd-4a82-bb92-c2c55e7d2786",
+}

@@ -428,5 +428,5 @@ def chat_with_speech_model(api_key: str, chat: ChatRequest, model: CatalogModel)
     answer = ChatResult(content, "stop", calculate_token(speech.input), calculate_token(content))
     body = format_openai_response(answer, chat.model)
     if chat.stream:
-        return replay_as_stream(body, chat, content)
+        return replay_as_stream(body, chat.include_usage)
     return jsonify(body)

@@ -227,10 +227,11 @@ def stream_response(
         upstream.close()
 
 
-def replay_as_stream(body: dict, chat: ChatRequest, text: str) -> Response:
-    """Send a finished answer (from an endpoint that cannot stream) as an OpenAI stream."""
-    writer = ChunkWriter(body["id"], body["created"], chat.model, chat.include_usage)
+def replay_as_stream(body: dict, include_usage: bool) -> Response:
+    """Send a finished ``chat.completion`` (from an endpoint that cannot stream) as an OpenAI stream."""
+    writer = ChunkWriter(body["id"], body["created"], body["model"], include_usage)
     choice = body["choices"][0]
+    text = choice["message"]["content"]
     usage = body["usage"]
 
     def events() -> Iterator[bytes]:
@@ -238,7 +239,7 @@ def replay_as_stream(body: dict, chat: ChatRequest, text: str) -> Response:
         if text:
             yield writer.chunk({"content": text})
         yield writer.chunk({}, finish_reason=choice["finish_reason"])
-        if chat.include_usage:
+        if include_usage:
             yield writer.usage_chunk(usage["prompt_tokens"], usage["completion_tokens"])
         yield b"data: [DONE]\n\n"
 
