@@ -1,6 +1,6 @@
 """The guarded image fetch: address checks, redirects, size cap, deadline and content sniffing.
 
-End-to-end cases use only loopback servers. Refused URLs point at loopback variants
+End-to-end cases use only loopback servers. Rejected URLs point at loopback variants
 (127.0.0.2, [::1], 0.0.0.0) where a live server listens, so a guard failure shows up
 as a recorded hit instead of leaving the machine.
 """
