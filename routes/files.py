@@ -1,4 +1,4 @@
-"""The Files API."""
+"""The Files API and the assistants built on uploaded files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ from urllib.parse import quote
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 from werkzeug.datastructures import MultiDict
 
+from routes.functions.assistant_func import (
+    assistant_object,
+    assistant_store,
+    create_assistant_record,
+    delete_assistant_record,
+    load_assistant,
+)
 from routes.functions.file_func import (
     FILE_PURPOSES,
     create_file_record,
@@ -158,3 +165,35 @@ def retrieve_file_content(file_id: str) -> Response:
     if upstream.headers.get("Content-Length", "").isdigit():
         headers["Content-Length"] = upstream.headers["Content-Length"]
     return Response(stream_with_context(body()), content_type=content_type, headers=headers)
+
+
+@bp.post("/v1/assistants")
+def create_assistant() -> Response:
+    api_key = validate_auth()
+    record = create_assistant_record(api_key, parse_json_body())
+    return jsonify(assistant_object(record))
+
+
+@bp.get("/v1/assistants")
+def list_assistants() -> Response:
+    api_key = validate_auth()
+    limit = _query_int("limit", 1, 100, 20)
+    order = _query_order()
+
+    page = assistant_store().page(
+        key_id(api_key), limit=limit, order=order, after=request.args.get("after"), before=request.args.get("before")
+    )
+    return jsonify(_list_object([assistant_object(record) for record in page.records], page))
+
+
+@bp.get("/v1/assistants/<assistant_id>")
+def retrieve_assistant(assistant_id: str) -> Response:
+    api_key = validate_auth()
+    return jsonify(assistant_object(load_assistant(api_key, assistant_id)))
+
+
+@bp.delete("/v1/assistants/<assistant_id>")
+def delete_assistant(assistant_id: str) -> Response:
+    api_key = validate_auth()
+    delete_assistant_record(api_key, assistant_id)
+    return jsonify({"id": assistant_id, "object": "assistant.deleted", "deleted": True})

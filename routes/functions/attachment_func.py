@@ -1,4 +1,4 @@
-"""Images and documents in chat requests.
+"""Images and documents in chat requests, and chats that name an assistant.
 
 1min.ai reads chat attachments only from ``promptObject.attachments``: images as asset
 paths, documents as asset uuids. Every ``image_url`` and ``file`` part anywhere in the
@@ -10,6 +10,8 @@ which image a turn refers to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from routes.functions.assistant_func import load_assistant
 from routes.functions.file_func import StoredAsset, decode_base64_payload, find_file, upload_cached
 from routes.functions.file_types import AUDIO, IMAGE, IMAGE_EXTENSIONS, FileType, describe_bytes
 from routes.functions.shared_func import optional_field, relay_state
@@ -164,10 +166,21 @@ def _file_ids(body: dict) -> list[str]:
     return file_ids
 
 
+def _apply_assistant(api_key: str, chat: ChatRequest, assistant_id: str, attachments: _Attachments) -> list[dict]:
+    """Use the assistant's conversation and files; return its instructions as a leading system message."""
+    assistant = load_assistant(api_key, assistant_id)
+    chat.conversation_id = assistant["conversation_id"]
+    for file_uuid in assistant["file_uuids"]:
+        _position(attachments.files, file_uuid)
+    if not assistant.get("instructions"):
+        return []
+    return [{"role": "system", "content": assistant["instructions"]}]
+
+
 def prepare_attachments(api_key: str, chat: ChatRequest, model: CatalogModel) -> None:
     """Upload the images and documents a chat request carries and point the request at them.
 
-    Fills ``chat.images`` and ``chat.files`` and replaces the
+    Fills ``chat.images``, ``chat.files`` and ``chat.conversation_id`` and replaces the
     attachment parts in ``chat.messages`` with text markers. Raises a 400 naming the part
     for an image or file that cannot be used.
     """
@@ -181,6 +194,10 @@ def prepare_attachments(api_key: str, chat: ChatRequest, model: CatalogModel) ->
         record = find_file(api_key, file_id, param=f"file_ids.[{index}]")
         asset = StoredAsset(record["kind"], record["asset_path"], record["asset_uuid"])
         attachments.add(asset, record["filename"], f"file_ids.[{index}]")
+
+    assistant_id = optional_field(chat.body, "assistant_id", str)
+    if assistant_id is not None:
+        messages = _apply_assistant(api_key, chat, assistant_id, attachments) + messages
 
     chat.messages = messages
     chat.images = attachments.images
