@@ -1,7 +1,7 @@
 """A loopback HTTP server that serves test images, redirects and misbehaving responses.
 
-Tests register a handler per path with `route()`; every request is recorded in `hits`, so a
-test can prove that a refused URL never reached the server.
+Tests register a handler per path with `route()`. Every request is recorded in `hits`, so a
+test can prove that a rejected URL never reached the server.
 """
 
 from __future__ import annotations

@@ -90,32 +90,39 @@ def test_data_url_image_through_sdk(relay, fake_onemin):
 
 def test_allowed_loopback_url_image(url_relay, fake_onemin, image_server):
     url = image_server.route("/cat.png", image(CAT))
+    client = url_relay.openai_client()
 
-    response = _chat(url_relay, [{"role": "user", "content": [_image_part(url), {"type": "text", "text": "Describe"}]}])
+    completion = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": [_image_part(url), {"type": "text", "text": "Describe"}]}],
+    )
 
-    assert response.status_code == 200, response.text
+    assert completion.choices[0].message.content
     assert image_server.hits == ["/cat.png"]
     [path] = _prompt_object(fake_onemin)["attachments"]["images"]
     assert fake_onemin.assets[path].data == CAT
     assert _prompt_object(fake_onemin)["prompt"] == "[image 1]\nDescribe"
+    client.close()
 
 
 def test_private_url_rejected(url_relay, fake_onemin, private_server):
+    client = url_relay.openai_client()
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": [{"type": "text", "text": "Look"}, _image_part(private_server.url("/cat.png"))]},
     ]
 
-    response = _chat(url_relay, messages)
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
 
-    assert response.status_code == 400
-    error = response.json()["error"]
+    error = raised.value.body
     assert error["param"] == "messages.[1].content.[1]"
     assert "non-public address" in error["message"]
     assert error["code"] == "invalid_image_url"
     assert private_server.hits == []
     assert _asset_uploads(fake_onemin) == []
     assert _chat_calls(fake_onemin) == []
+    client.close()
 
 
 def test_redirect_to_private_url_rejected(url_relay, fake_onemin, image_server, private_server):
@@ -141,19 +148,24 @@ def test_loopback_rejected_by_default(relay, fake_onemin, image_server):
 
 def test_oversized_image_rejected(relay_factory, fake_onemin, image_server):
     small = relay_factory(MEMCACHED_HOST="", MAX_IMAGE_BYTES=2048, IMAGE_FETCH_ALLOWED_HOSTS="127.0.0.1")
+    client = small.openai_client()
     big = png_image("big") + bytes(4096)
-    assert len(big) > 2048
     url = image_server.route("/big.png", image(big))
 
-    from_data = _chat(small, [{"role": "user", "content": [{"type": "text", "text": "hi"}, _image_part(_data_url(big))]}])
-    from_url = _chat(small, [{"role": "user", "content": [_image_part(url)]}])
+    with pytest.raises(openai.BadRequestError) as from_data:
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}, _image_part(_data_url(big))]}],
+        )
+    with pytest.raises(openai.BadRequestError) as from_url:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": [_image_part(url)]}])
 
-    assert from_data.status_code == 400
-    assert from_data.json()["error"]["param"] == "messages.[0].content.[1]"
-    assert "limit of 2048 bytes" in from_data.json()["error"]["message"]
-    assert from_url.status_code == 400
-    assert "limit of 2048 bytes" in from_url.json()["error"]["message"]
+    assert from_data.value.body["param"] == "messages.[0].content.[1]"
+    assert "limit of 2048 bytes" in from_data.value.body["message"]
+    assert from_url.value.body["param"] == "messages.[0].content.[0]"
+    assert "limit of 2048 bytes" in from_url.value.body["message"]
     assert _asset_uploads(fake_onemin) == []
+    client.close()
 
 
 def test_text_only_model_rejects_image(relay, fake_onemin):

@@ -119,7 +119,7 @@ def _document_uuids(api_key: str, file_ids: list[str]) -> list[str]:
         record = find_file(api_key, file_id, param=f"file_ids.[{index}]")
         if record["kind"] != DOCUMENT:
             raise InvalidRequestError(
-                f"The file {file_id} ({record['filename']}) is not a document, and 1min.ai conversations hold "
+                f"The file {file_id} ({record['filename']}) is not a document, and 1min.ai conversations contain "
                 "documents only. Send images in the chat messages instead.",
                 param=f"file_ids.[{index}]",
             )
