@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, stream_with_context
 
+from routes.functions.attachment_func import prepare_attachments
 from routes.functions.audio_func import chat_with_speech_model
 from routes.functions.img_func import chat_with_image_model
 
@@ -68,6 +69,7 @@ def create_chat_completion() -> Response:
     if not (model.supports(FEATURE_CHAT) or model.supports(FEATURE_CODE)):
         return _chat_with_other_model(api_key, chat, model)
 
+    prepare_attachments(api_key, chat, model)
     prompt = format_conversation_history(chat.messages)
     path, payload = prepare_chat_payload(chat, prompt)
     if chat.stream and path == CHAT_PATH:

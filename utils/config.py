@@ -115,6 +115,8 @@ class Settings:
     image_fetch_allowed_hosts: tuple[str, ...] = ()
     upload_cache_seconds: int = 24 * 3600
     max_file_bytes: int = 512 * MIB
+    files_ttl_seconds: int = 30 * 24 * 3600
+    assistants_ttl_seconds: int = 30 * 24 * 3600
     max_audio_bytes: int = 25 * MIB
     image_job_timeout: float = 600.0
     image_params_ttl_seconds: int = 7 * 24 * 3600
@@ -165,6 +167,9 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "image_fetch_allowed_hosts": lambda name, raw: tuple(host.lower() for host in _parse_list(raw)),
     "upload_cache_seconds": lambda name, raw: _parse_int(name, raw, 1, 30 * 24 * 3600),
     "max_file_bytes": lambda name, raw: _parse_int(name, raw, 1024, 2**40),
+    # memcached reads an expiry above 30 days as a Unix timestamp, so that is the maximum.
+    "files_ttl_seconds": lambda name, raw: _parse_int(name, raw, 60, 30 * 24 * 3600),
+    "assistants_ttl_seconds": lambda name, raw: _parse_int(name, raw, 60, 30 * 24 * 3600),
     "max_audio_bytes": lambda name, raw: _parse_int(name, raw, 1024, 2**40),
     "image_job_timeout": lambda name, raw: _parse_float(name, raw, 1, 3600),
     "image_params_ttl_seconds": lambda name, raw: _parse_int(name, raw, 1, 30 * 24 * 3600),

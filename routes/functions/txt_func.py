@@ -40,6 +40,11 @@ class ChatRequest:
     search_words: int = DEFAULT_SEARCH_WORDS
     code_interpreter: bool = False
     body: dict = field(default_factory=dict)
+    # Filled in by attachment_func.prepare_attachments: 1min.ai asset paths of images,
+    # asset uuids of documents, and the conversation of a named assistant.
+    images: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    conversation_id: str | None = None
 
 
 @dataclass
@@ -61,7 +66,19 @@ def _validate_part(part: Any, param: str) -> None:
     if part_type in ("text", "refusal"):
         required_field(part, part_type, str, param=f"{param}.{part_type}")
         return
-    if part_type in ("image_url", "input_audio", "file"):
+    if part_type == "image_url":
+        image = required_field(part, "image_url", dict, param=f"{param}.image_url")
+        required_field(image, "url", str, param=f"{param}.image_url.url")
+        if optional_field(image, "detail", str, param=f"{param}.image_url.detail") not in (None, "auto", "low", "high"):
+            raise InvalidRequestError(
+                f"Invalid value for '{param}.image_url.detail': expected 'auto', 'low' or 'high'.",
+                param=f"{param}.image_url.detail",
+            )
+        return
+    if part_type == "file":
+        _validate_file_part(required_field(part, "file", dict, param=f"{param}.file"), f"{param}.file")
+        return
+    if part_type == "input_audio":
         raise InvalidRequestError(
             f"Content parts of type '{part_type}' are not supported by this relay yet ('{param}'). "
             "Send the message as text.",
@@ -73,6 +90,17 @@ def _validate_part(part: Any, param: str) -> None:
         "Expected one of: text, image_url, input_audio, file, refusal.",
         param=f"{param}.type",
     )
+
+
+def _validate_file_part(file: dict, param: str) -> None:
+    file_id = optional_field(file, "file_id", str, param=f"{param}.file_id")
+    file_data = optional_field(file, "file_data", str, param=f"{param}.file_data")
+    optional_field(file, "filename", str, param=f"{param}.filename")
+    if (file_id is None) == (file_data is None):
+        raise InvalidRequestError(
+            f"Invalid '{param}': give exactly one of 'file_id' (an uploaded file) or 'file_data' (base64).",
+            param=param,
+        )
 
 
 def _validate_message(message: Any, index: int) -> None:
@@ -232,6 +260,13 @@ def prepare_chat_payload(chat: ChatRequest, prompt: str) -> tuple[str, dict]:
             param="messages",
         )
     search = {"webSearch": chat.web_search, "numOfSite": chat.search_sites, "maxWord": chat.search_words}
+    attachments = {name: items for name, items in (("images", chat.images), ("files", chat.files)) if items}
+    if chat.code_interpreter and (attachments or chat.conversation_id):
+        raise InvalidRequestError(
+            "The code_interpreter tool runs on 1min.ai's code generator, which takes no images, files or "
+            "assistant. Remove the tool or the attachments.",
+            param="tools",
+        )
     if chat.code_interpreter:
         prompt_object: dict[str, Any] = {"prompt": prompt}
         if chat.web_search:
@@ -244,8 +279,12 @@ def prepare_chat_payload(chat: ChatRequest, prompt: str) -> tuple[str, dict]:
         }
 
     prompt_object = {"prompt": prompt}
+    if chat.conversation_id:
+        prompt_object["conversationId"] = chat.conversation_id
     if chat.web_search:
         prompt_object["settings"] = {"webSearchSettings": search}
+    if attachments:
+        prompt_object["attachments"] = attachments
     return CHAT_PATH, {"type": FEATURE_CHAT, "model": chat.model, "promptObject": prompt_object}
 
 
