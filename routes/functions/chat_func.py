@@ -19,7 +19,9 @@ from routes.functions.shared_func import relay_state
 from routes.functions.stream_func import ChunkWriter, stream_error_event
 from routes.functions.tool_func import ToolCall
 from routes.functions.txt_func import ChatRequest, chat_completion_object
-from utils.errors import OpenAIError
+from utils.catalog import CatalogModel
+from utils.constants import FEATURE_CHAT, FEATURE_CODE
+from utils.errors import InvalidRequestError, OpenAIError
 
 logger = logging.getLogger(__name__)
 
@@ -118,3 +120,14 @@ def chat_choice_group(api_key: str, chat: ChatRequest, path: str, payload: dict,
         retries=state.settings.invalid_output_retries,
     )
     return ChoiceGroup([ChoiceRun(generation, index) for index in range(chat.n)])
+
+
+def require_chat_model(model_id: str) -> CatalogModel:
+    """Return a model that can chat, or raise 404 for an unknown one and 400 for another kind."""
+    model = relay_state().catalog.require(model_id)
+    if not (model.supports(FEATURE_CHAT) or model.supports(FEATURE_CODE)):
+        raise InvalidRequestError(
+            f"'{model.id}' is not a chat model, and this endpoint needs one. GET /v1/models lists the models.",
+            param="model",
+        )
+    return model
