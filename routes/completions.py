@@ -36,10 +36,11 @@ def create_completion() -> Response:
 
 @bp.post("/v1/embeddings")
 def create_embedding() -> Response:
-    """Reject every embeddings request with a 400 that says why.
+    """Reject every embeddings request with a 400 that explains why.
 
-    400 rather than 501, because SDKs retry 5xx answers and retrying cannot help; rather than
-    404, so that a client can tell an endpoint that is not offered from a wrong URL.
+    It is a 400 rather than a 501, because the openai SDK retries every 5xx response and a retry
+    cannot help. It is not a 404, so that a client can tell an endpoint that is not offered
+    from a wrong URL.
     """
     raise InvalidRequestError(
         "1min.ai offers no embedding models, so this relay cannot create embeddings. "

@@ -339,7 +339,8 @@ def test_streamed_tool_call_fragments(relay, fake_onemin):
     assert calls[0]["name"] == "get_weather"
     assert json.loads(calls[0]["arguments"]) == {"city": "Paris"}
     assert calls[1]["name"] == "get_time"
-    assert calls[0]["id"].startswith("call_") and calls[0]["id"] != calls[1]["id"]
+    assert calls[0]["id"].startswith("call_")
+    assert calls[0]["id"] != calls[1]["id"]
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     assert all(chunk["choices"][0]["delta"].get("content") in (None, "") for chunk in chunks)
 

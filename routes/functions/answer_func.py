@@ -203,8 +203,8 @@ class AnswerInterpreter:
         """Interpret the text not sent yet; a truncated answer is passed on unchecked."""
         if self._pass_through:
             return Interpretation()
-        sent = self._detector.sent if self._detector is not None else ""
-        held = self._detector.held if self._detector is not None else "".join(self._held)
+        sent = self._detector.released_text if self._detector is not None else ""
+        held = self._detector.held_text if self._detector is not None else "".join(self._held)
         spec = self._spec
         if truncated or spec.is_plain:
             return Interpretation(text=held)

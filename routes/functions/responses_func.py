@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 WEB_SEARCH_TOOL_TYPES = ("web_search", "web_search_preview", "web_search_preview_2025_03_11")
-# memcached rejects items above 1 MB by default; a larger response is answered but not stored.
+# memcached rejects items above 1 MB by default, so a larger response is returned but not stored.
 MAX_STORED_BYTES = 900_000
 UNSUPPORTED_FIELDS = {
     "background": "Background responses are not supported by this relay; send the request without 'background'.",

@@ -187,7 +187,7 @@ def check_json_answer(text: str, response_format: ResponseFormat) -> str:
     wants_object = response_format.schema is None
     found = extract_json(text, lambda value: isinstance(value, dict) or not wants_object)
     if found is None:
-        expected = "a JSON object" if wants_object else "JSON"
+        expected = "JSON object" if wants_object else "JSON value"
         raise InvalidModelOutput(f"The reply contains no valid {expected}.")
     json_text, value = found
     if response_format.schema is not None:

@@ -263,7 +263,7 @@ class ToolCallDetector:
 
     def __init__(self) -> None:
         self._pending = ""
-        self.sent = ""
+        self.released_text = ""
         self.call_started = False
 
     def feed(self, delta: str) -> str:
@@ -288,10 +288,10 @@ class ToolCallDetector:
             self.call_started = verdict == "call"
             break
         text = "".join(released)
-        self.sent += text
+        self.released_text += text
         return text
 
     @property
-    def held(self) -> str:
-        """Return the text not sent yet: the call, or an undecided tail."""
+    def held_text(self) -> str:
+        """Return the text not released yet: the call, or a tail that may still open one."""
         return self._pending
