@@ -1,7 +1,7 @@
-"""What the client asked the answer to be: stop sequences, a token limit, tools, a JSON format.
+"""Output controls of a request: stop sequences, a token limit, tools and a JSON format.
 
-1min.ai supports none of these. Stop sequences and the token limit are applied here, as a
-filter over the text deltas of an answer that cuts the text and closes the upstream
+1min.ai supports none of these. Stop sequences and the token limit are applied here by a
+filter over the text deltas of an answer. The filter cuts the text and closes the upstream
 request as soon as the cut is known.
 """
 
@@ -82,7 +82,8 @@ def parse_output_spec(body: dict) -> OutputSpec:
 class TokenBudget:
     """Find where a growing text passes a token limit, counting with cl100k_base.
 
-    For models that are not OpenAI's this count is an approximation of the model's own.
+    For models whose tokenizer is not cl100k_base (most non-OpenAI models, and newer OpenAI
+    models on o200k_base) the count is an approximation of the model's own.
     The text is counted incrementally: tokens before the last few are treated as
     settled, so each call encodes only the new tail and counting stays linear.
     """
@@ -122,8 +123,8 @@ class LimitedText:
 
     Only the characters that the longest stop sequence could still need are held back.
     When a cut is found, ``on_cut`` runs (it closes the upstream request), iteration ends,
-    and ``finish_reason`` is ``"stop"`` or ``"length"``; it stays None for an uncut answer.
-    ``text`` is everything iterated so far.
+    and ``finish_reason`` is ``"stop"`` or ``"length"``. It stays None for an uncut answer.
+    Once iteration ends, ``text`` is the whole answer as cut.
     """
 
     def __init__(
@@ -172,8 +173,3 @@ class LimitedText:
         if len(text) > sent:
             yield text[sent:]
 
-
-def cut_text(text: str, spec: OutputSpec) -> tuple[str, str | None]:
-    """Apply ``spec``'s stop sequences and token limit to a whole text; return it and the finish reason."""
-    limited = LimitedText([text], spec.stop, spec.max_tokens, on_cut=lambda: None)
-    return "".join(limited), limited.finish_reason
