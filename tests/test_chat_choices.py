@@ -209,6 +209,18 @@ def test_stop_closes_upstream_stream(relay, fake_onemin):
     assert fake_onemin.stream_disconnects == 1
 
 
+def test_stop_closes_upstream_when_not_streamed(relay, fake_onemin):
+    fake_onemin.set(chunk_size=1, chunk_delay=0.02)
+    fake_onemin.script("cut here STOP" + " and much more text" * 20)
+
+    body = _chat(relay, {"stop": "STOP"}).json()
+
+    assert body["choices"][0]["message"]["content"] == "cut here "
+    assert fake_onemin.requests_to("/api/chat-with-ai")[0].query == {"isStreaming": "true"}
+    _wait_for_disconnect(fake_onemin)
+    assert fake_onemin.stream_disconnects == 1
+
+
 @pytest.mark.parametrize(
     "stop",
     [["a", "b", "c", "d", "e"], [""], 5, ["ok", 3]],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, Union
+from typing import Generator, Iterator, Protocol, Union
 
 from routes.functions.output_func import LimitedText, OutputSpec
 from routes.functions.stream_func import UpstreamChatStream
@@ -250,8 +250,14 @@ class ChoiceRun:
         self._prompt = instructed_prompt(generation.prompt, generation.spec)
         self._source: AnswerSource | None = None
 
+    @property
+    def _stream_upstream(self) -> bool:
+        """Tell whether to read 1min.ai's stream: to stream to the client, or to close it at a cut."""
+        spec = self.generation.spec
+        return self.generation.stream or bool(spec.stop) or spec.max_tokens is not None
+
     def start(self) -> None:
-        self._source = open_answer(self.generation, self._prompt, self.generation.stream)
+        self._source = open_answer(self.generation, self._prompt, self._stream_upstream)
 
     def close(self) -> None:
         if self._source is not None:
@@ -260,43 +266,49 @@ class ChoiceRun:
     def events(self) -> Iterator[AnswerEvent]:
         if self._source is None:
             self.start()
-        spec = self.generation.spec
         prompt, source = self._prompt, self._source
         retries_left = self.generation.retries
         prompt_tokens = completion_tokens = 0
         while True:
-            interpreter = AnswerInterpreter(spec, self.generation.stream)
-            limited = LimitedText(source, spec.stop, spec.max_tokens, on_cut=source.close)
-            try:
-                for delta in limited:
-                    text = interpreter.feed(delta)
-                    if text:
-                        yield TextDelta(text)
-            finally:
-                source.close()
+            interpreter = AnswerInterpreter(self.generation.spec, self.generation.stream)
+            limited = yield from self._read(source, interpreter)
             used_prompt, used_completion = self._usage(source, prompt, limited)
             prompt_tokens += used_prompt
             completion_tokens += used_completion
             outcome = interpreter.finish(truncated=limited.finish_reason == "length")
+            if not (outcome.problem and outcome.retryable and retries_left > 0):
+                break
+            retries_left -= 1
+            logger.info("choice %d: the answer was invalid, retrying: %s", self.index, outcome.problem)
+            prompt = retry_prompt(prompt, limited.text, outcome.problem)
+            source = self._source = open_answer(self.generation, prompt, self._stream_upstream)
 
-            if outcome.problem and outcome.retryable and retries_left > 0:
-                retries_left -= 1
-                logger.info("choice %d: the answer was invalid, retrying: %s", self.index, outcome.problem)
-                prompt = retry_prompt(prompt, limited.text, outcome.problem)
-                source = self._source = open_answer(self.generation, prompt, stream=False)
-                continue
+        yield from self._final_events(interpreter, outcome)
+        finish_reason = "tool_calls" if outcome.tool_calls else (limited.finish_reason or source.finish_reason)
+        yield ChoiceFinished(finish_reason, prompt_tokens, completion_tokens)
 
-            text = outcome.text
-            if outcome.problem:
-                logger.warning("choice %d: the answer is still invalid, returned as text: %s", self.index, outcome.problem)
-                text = interpreter.fallback_text(outcome)
-            if text:
-                yield TextDelta(text)
-            if outcome.tool_calls:
-                yield ToolCallsReady(outcome.tool_calls)
-            finish_reason = "tool_calls" if outcome.tool_calls else (limited.finish_reason or source.finish_reason)
-            yield ChoiceFinished(finish_reason, prompt_tokens, completion_tokens)
-            return
+    def _read(self, source: AnswerSource, interpreter: AnswerInterpreter) -> Generator[TextDelta, None, LimitedText]:
+        """Yield the text of one attempt that can be sent at once; return the cut answer."""
+        spec = self.generation.spec
+        limited = LimitedText(source, spec.stop, spec.max_tokens, on_cut=source.close)
+        try:
+            for delta in limited:
+                text = interpreter.feed(delta)
+                if text:
+                    yield TextDelta(text)
+        finally:
+            source.close()
+        return limited
+
+    def _final_events(self, interpreter: AnswerInterpreter, outcome: Interpretation) -> Iterator[AnswerEvent]:
+        text = outcome.text
+        if outcome.problem:
+            logger.warning("choice %d: the answer is still invalid, returned as text: %s", self.index, outcome.problem)
+            text = interpreter.fallback_text(outcome)
+        if text:
+            yield TextDelta(text)
+        if outcome.tool_calls:
+            yield ToolCallsReady(outcome.tool_calls)
 
     @staticmethod
     def _usage(source: AnswerSource, prompt: str, limited: LimitedText) -> tuple[int, int]:
