@@ -16,7 +16,6 @@ Fixture overview (see each docstring):
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import socket
@@ -235,15 +234,7 @@ class Relay:
                     dispatcher.handle_close()
             server.close()
 
-        try:
-            server.trigger.pull_trigger(close_sockets)
-        except OSError as error:
-            # A worker thread that finishes a response also pulls the trigger. When it wakes the
-            # loop between this thread queuing close_sockets and writing to the pipe,
-            # close_sockets has already run and closed the trigger. Otherwise the join below
-            # times out and reports the failure.
-            if error.errno != errno.EBADF:
-                raise
+        server.trigger.pull_trigger(close_sockets)
         self.thread.join(SERVER_STOP_TIMEOUT)
         server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
         if self.thread.is_alive():
