@@ -220,9 +220,15 @@ class Relay:
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key=api_key, **options)
 
     def stop(self) -> None:
-        """Close every connection and the listening socket, then stop the worker threads."""
+        """Close every connection and the listening socket, stop the workers, then the loop.
+
+        The trigger pipe closes last: a worker finishing a request writes to it to wake the
+        loop, and a write to a closed (or since reused) descriptor would fail or land elsewhere.
+        """
         if not self.thread.is_alive():
             return
+
+        from waitress import wasyncore
 
         server = self.server
 
@@ -232,11 +238,12 @@ class Relay:
             for dispatcher in list(server._map.values()):
                 if dispatcher is not server and dispatcher is not server.trigger:
                     dispatcher.handle_close()
-            server.close()
+            wasyncore.dispatcher.close(server)
 
         server.trigger.pull_trigger(close_sockets)
-        self.thread.join(SERVER_STOP_TIMEOUT)
         server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
+        server.trigger.pull_trigger(server.trigger.close)
+        self.thread.join(SERVER_STOP_TIMEOUT)
         if self.thread.is_alive():
             raise RuntimeError(f"relay server thread on port {self.port} did not stop")
 

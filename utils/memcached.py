@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "1minrelay:"
 MAX_MEMCACHED_KEY_LENGTH = 250
-UPDATE_ATTEMPTS = 20
+UPDATE_ATTEMPTS = 50
 
 
 class Storage(Protocol):
@@ -146,7 +147,10 @@ class MemcachedStorage:
     def update(self, key: str, change: Callable[[Any | None], Any], ttl: int) -> Any:
         """Apply ``change`` atomically with gets/cas, retrying when another writer won."""
         full_key = self._key(key)
-        for _ in range(UPDATE_ATTEMPTS):
+        for attempt in range(UPDATE_ATTEMPTS):
+            if attempt:
+                # Random back-off spreads out writers that keep colliding on a hot key.
+                time.sleep(random.uniform(0, 0.001 * attempt))
             raw, cas_token = self._client.gets(full_key)
             new_value = change(None if raw is None else json.loads(raw))
             encoded = json.dumps(new_value).encode("utf-8")
