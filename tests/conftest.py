@@ -240,9 +240,16 @@ class Relay:
                     dispatcher.handle_close()
             wasyncore.dispatcher.close(server)
 
-        server.trigger.pull_trigger(close_sockets)
-        server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
-        server.trigger.pull_trigger(server.trigger.close)
+        try:
+            server.trigger.pull_trigger(close_sockets)
+            server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
+            server.trigger.pull_trigger(server.trigger.close)
+        except OSError:
+            # NOTE: now and then the trigger's descriptor is already closed here (EBADF); the
+            # cause is not known. The loop polls with a short timeout, so closing everything
+            # from this thread still ends it.
+            server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
+            wasyncore.close_all(server._map, ignore_all=True)
         self.thread.join(SERVER_STOP_TIMEOUT)
         if self.thread.is_alive():
             raise RuntimeError(f"relay server thread on port {self.port} did not stop")
@@ -251,7 +258,7 @@ class Relay:
 def _serve(app: Flask, settings: dict[str, Any]) -> Relay:
     import waitress
 
-    server = waitress.create_server(app, host=LOOPBACK, port=0, threads=16)
+    server = waitress.create_server(app, host=LOOPBACK, port=0, threads=16, asyncore_loop_timeout=0.2)
     thread = threading.Thread(
         target=server.run, name=f"relay-{server.effective_port}", daemon=True
     )
