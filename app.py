@@ -20,7 +20,7 @@ from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
-from routes import audio, files, images, service, text
+from routes import audio, completions, files, images, responses, service, text
 from routes.functions.shared_func import RelayState, key_id
 from utils.catalog import ModelCatalog
 from utils.common import OneMinClient, token_encoding
@@ -39,7 +39,7 @@ from utils.memcached import create_storage
 logger = logging.getLogger("relay")
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-BLUEPRINTS = (service.bp, text.bp, images.bp, audio.bp, files.bp)
+BLUEPRINTS = (service.bp, text.bp, completions.bp, responses.bp, images.bp, audio.bp, files.bp)
 
 
 def rate_limit_key() -> str:

@@ -6,6 +6,8 @@ from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from routes.functions.attachment_func import prepare_attachments
 from routes.functions.audio_func import chat_with_speech_model
+from routes.functions.chat_func import chat_choice_group, format_chat_completion, stream_chat_completion
+from routes.functions.choices_func import ChoiceGroup, check_choice_count
 from routes.functions.img_func import chat_with_image_model
 
 from routes.functions.shared_func import (
@@ -15,24 +17,15 @@ from routes.functions.shared_func import (
     unix_time,
     validate_auth,
 )
-from routes.functions.stream_func import (
-    SSE_HEADERS,
-    ChunkWriter,
-    UpstreamChatStream,
-    replay_as_stream,
-    stream_response,
-)
+from routes.functions.stream_func import SSE_HEADERS, ChunkWriter
 from routes.functions.txt_func import (
     ChatRequest,
     format_conversation_history,
-    format_openai_response,
     parse_chat_request,
     prepare_chat_payload,
-    transform_response,
 )
 from utils.catalog import CatalogModel
 from utils.constants import (
-    CHAT_PATH,
     FEATURE_CHAT,
     FEATURE_CODE,
     FEATURE_IMAGE_GENERATOR,
@@ -65,6 +58,7 @@ def create_chat_completion() -> Response:
     api_key = validate_auth()
     chat = parse_chat_request(parse_json_body())
     g.model = chat.model
+    check_choice_count(chat.n, relay_state().settings.max_n)
     model = relay_state().catalog.require(chat.model)
     if not (model.supports(FEATURE_CHAT) or model.supports(FEATURE_CODE)):
         return _chat_with_other_model(api_key, chat, model)
@@ -72,15 +66,10 @@ def create_chat_completion() -> Response:
     prepare_attachments(api_key, chat, model)
     prompt = format_conversation_history(chat.messages)
     path, payload = prepare_chat_payload(chat, prompt)
-    if chat.stream and path == CHAT_PATH:
-        return _stream_chat(api_key, chat, prompt, payload)
-
-    client = relay_state().client
-    result = transform_response(client.post_json(path, api_key, payload).json(), prompt)
-    body = format_openai_response(result, chat.model)
+    group = chat_choice_group(api_key, chat, path, payload, prompt)
     if chat.stream:
-        return replay_as_stream(body, chat.include_usage)
-    return jsonify(body)
+        return _stream_chat(group, chat)
+    return jsonify(format_chat_completion(group.collect(), chat.model))
 
 
 def _chat_with_other_model(api_key: str, chat: ChatRequest, model: CatalogModel) -> Response:
@@ -98,16 +87,8 @@ def _chat_with_other_model(api_key: str, chat: ChatRequest, model: CatalogModel)
     raise InvalidRequestError(f"'{model.id}' is not a chat model.", param="model")
 
 
-def _stream_chat(api_key: str, chat: ChatRequest, prompt: str, payload: dict) -> Response:
-    response = relay_state().client.post_json(
-        CHAT_PATH, api_key, payload, stream=True, params={"isStreaming": "true"}
-    )
-    upstream = UpstreamChatStream(response, chat.model)
-    try:
-        upstream.prefetch()
-    except BaseException:
-        upstream.close()
-        raise
+def _stream_chat(group: ChoiceGroup, chat: ChatRequest) -> Response:
+    group.start()
     writer = ChunkWriter(new_object_id("chatcmpl"), unix_time(), chat.model, chat.include_usage)
-    events = stream_response(upstream, writer, prompt, chat.include_usage)
+    events = stream_chat_completion(group, writer, chat.include_usage)
     return Response(stream_with_context(events), headers=SSE_HEADERS)

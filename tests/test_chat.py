@@ -280,7 +280,7 @@ def test_code_interpreter_stream_replayed(relay, fake_onemin):
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": None}]}, 400, "messages.[0].content"),
         ({"model": "gpt-4o-mini", "messages": [{"role": "tool", "content": "x"}]}, 400, "messages.[0].tool_call_id"),
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "text"}]}]}, 400, "messages.[0].content.[0].text"),
-        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "n": 2}, 400, "n"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "n": 9}, 400, "n"),
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, 400, "temperature"),
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": 3}, 400, "temperature"),
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, 400, "stream"),

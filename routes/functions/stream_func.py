@@ -8,7 +8,6 @@ error. After that, failures travel inside the stream as a final ``error`` event.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections import deque
 from typing import Any, Iterator
@@ -20,8 +19,6 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from routes.functions.txt_func import ChatRequest, check_record, map_finish_reason, record_usage, usage_object
 from utils.errors import ModelNotFoundError, NotFoundError, OpenAIError, UpstreamError, UpstreamTimeoutError
 from utils.sse import ServerSentEvent, SSEParser
-
-logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 SSE_HEADERS = {
@@ -200,31 +197,6 @@ class ChunkWriter:
 
 def stream_error_event(error: OpenAIError) -> bytes:
     return sse_data(error.to_dict())
-
-
-def stream_response(
-    upstream: UpstreamChatStream, writer: ChunkWriter, prompt: str, include_usage: bool
-) -> Iterator[bytes]:
-    """Yield the OpenAI stream for a prefetched upstream stream, closing upstream on every exit.
-
-    A client that disconnects makes the WSGI server close this generator, so the
-    ``finally`` block closes the upstream request as soon as the next write fails.
-    """
-    try:
-        yield writer.chunk({"role": "assistant", "content": ""})
-        try:
-            for delta in upstream:
-                yield writer.chunk({"content": delta})
-        except OpenAIError as error:
-            logger.warning("upstream stream failed after the first chunk: %s", error.message)
-            yield stream_error_event(error)
-            return
-        yield writer.chunk({}, finish_reason=upstream.finish_reason)
-        if include_usage:
-            yield writer.usage_chunk(*upstream.usage(prompt))
-        yield b"data: [DONE]\n\n"
-    finally:
-        upstream.close()
 
 
 def replay_as_stream(body: dict, include_usage: bool) -> Response:

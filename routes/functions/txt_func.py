@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from routes.functions.output_func import OutputSpec, parse_output_spec
 from routes.functions.shared_func import (
     new_object_id,
     number_in_range,
@@ -39,6 +40,8 @@ class ChatRequest:
     search_sites: int = DEFAULT_SEARCH_SITES
     search_words: int = DEFAULT_SEARCH_WORDS
     code_interpreter: bool = False
+    n: int = 1
+    output: OutputSpec = field(default_factory=OutputSpec)
     body: dict = field(default_factory=dict)
     # Filled in by attachment_func.prepare_attachments: 1min.ai asset paths of images,
     # asset uuids of documents, and the conversation of a named assistant.
@@ -156,8 +159,6 @@ def _validate_sampling(body: dict) -> None:
     number_in_range(body, "top_p", 0, 1)
     number_in_range(body, "presence_penalty", -2, 2)
     number_in_range(body, "frequency_penalty", -2, 2)
-    number_in_range(body, "max_tokens", 1, 10_000_000, integer=True)
-    number_in_range(body, "max_completion_tokens", 1, 10_000_000, integer=True)
     optional_field(body, "seed", int)
     optional_field(body, "user", str)
     optional_field(body, "logit_bias", dict)
@@ -177,12 +178,7 @@ def parse_chat_request(body: dict) -> ChatRequest:
     stream_options = optional_field(body, "stream_options", dict) or {}
     include_usage = bool(optional_field(stream_options, "include_usage", bool, param="stream_options.include_usage"))
 
-    n = number_in_range(body, "n", 1, 128, integer=True)
-    if n is not None and n != 1:
-        raise InvalidRequestError(
-            f"Invalid value for 'n': {n}. This relay returns one choice per request, so 'n' must be 1.",
-            param="n",
-        )
+    n = number_in_range(body, "n", 1, 128, integer=True) or 1
     _validate_sampling(body)
 
     tools = optional_field(body, "tools", list) or []
@@ -202,6 +198,8 @@ def parse_chat_request(body: dict) -> ChatRequest:
         search_sites=sites,
         search_words=words,
         code_interpreter=any(tool.get("type") == "code_interpreter" for tool in tools),
+        n=n,
+        output=parse_output_spec(body),
         body=body,
     )
 
@@ -349,20 +347,24 @@ def usage_object(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-def format_openai_response(result: ChatResult, model: str) -> dict:
-    """Build the ``chat.completion`` object for one finished answer."""
+def chat_completion_object(choices: list[dict], model: str, prompt_tokens: int, completion_tokens: int) -> dict:
+    """Build a ``chat.completion`` object around finished ``choices`` entries."""
     return {
         "id": new_object_id("chatcmpl"),
         "object": "chat.completion",
         "created": unix_time(),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": result.finish_reason,
-            }
-        ],
-        "usage": usage_object(result.prompt_tokens, result.completion_tokens),
+        "choices": choices,
+        "usage": usage_object(prompt_tokens, completion_tokens),
     }
+
+
+def format_openai_response(result: ChatResult, model: str) -> dict:
+    """Build the ``chat.completion`` object for one finished answer."""
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": result.text, "refusal": None},
+        "logprobs": None,
+        "finish_reason": result.finish_reason,
+    }
+    return chat_completion_object([choice], model, result.prompt_tokens, result.completion_tokens)
