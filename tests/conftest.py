@@ -245,9 +245,9 @@ class Relay:
             server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
             server.trigger.pull_trigger(server.trigger.close)
         except OSError:
-            # NOTE: now and then the trigger's descriptor is already closed here (EBADF); the
-            # cause is not known. The loop polls with a short timeout, so closing everything
-            # from this thread still ends it.
+            # pull_trigger() queues its thunk before it writes to the pipe, so a wake-up by a
+            # worker can run the closing thunk first and the write then fails with EBADF. The
+            # loop polls with a short timeout, so closing everything from this thread ends it.
             server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
             wasyncore.close_all(server._map, ignore_all=True)
         self.thread.join(SERVER_STOP_TIMEOUT)

@@ -16,7 +16,7 @@ import requests
 from flask import Response
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from routes.functions.txt_func import ChatRequest, check_record, map_finish_reason, record_usage, usage_object
+from routes.functions.txt_func import check_record, map_finish_reason, record_usage, usage_object
 from utils.errors import ModelNotFoundError, NotFoundError, OpenAIError, UpstreamError, UpstreamTimeoutError
 from utils.sse import ServerSentEvent, SSEParser
 
