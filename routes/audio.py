@@ -56,7 +56,7 @@ def create_translation() -> Response:
 def _speech_to_text(feature: str) -> Response:
     api_key = validate_auth()
     settings = relay_state().settings
-    form, upload = read_audio_form(settings.max_audio_bytes, settings.max_request_bytes)
+    form, upload = read_audio_form(settings.max_audio_bytes)
     job = parse_transcription_request(form, feature)
     g.model = job.model
     model = require_audio_model(job.model, feature)

@@ -370,6 +370,15 @@ def test_body_over_limit_rejected_before_reading(relay_factory, fake_onemin):
     assert "limit of 2048 bytes" in _error(response)["message"]
 
 
+def test_json_body_limit_not_applied_to_audio(relay_factory, fake_onemin):
+    relay = relay_factory(MEMCACHED_HOST="", MAX_REQUEST_BYTES=2048)
+
+    response = _post_audio(relay, TRANSCRIPTIONS, files={"file": ("talk.wav", wav_audio(seconds=1))})
+
+    assert response.status_code == 200
+    assert len(fake_onemin.requests_to("/api/assets")) == 1
+
+
 def test_oversized_text_field_rejected(relay, fake_onemin):
     response = _post_audio(relay, TRANSCRIPTIONS, files={"file": ("talk.wav", wav_audio())}, data={"prompt": "x" * 70_000})
 

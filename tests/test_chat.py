@@ -285,6 +285,7 @@ def test_code_interpreter_stream_replayed(relay, fake_onemin):
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": 3}, 400, "temperature"),
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, 400, "stream"),
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "   "}]}, 400, "messages"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": True}}, 400, "stream_options"),
         ({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}, 404, "model"),
     ],
 )
@@ -405,6 +406,7 @@ def test_upstream_unsupported_model_is_404(relay, fake_onemin):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
+    assert "1min.ai rejected the model 'gpt-4o-mini'" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("status", [500, 502, 522, 403])

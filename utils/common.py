@@ -104,7 +104,11 @@ def raise_for_upstream(response: requests.Response) -> None:
     error_code = body.get("errorCode") if isinstance(body, dict) else None
     if error_code == "UNSUPPORTED_MODEL":
         model = (response.request.body and _model_of_request(response.request.body)) or "requested"
-        raise ModelNotFoundError(model)
+        # The catalog can list models that a feature then rejects, so say who rejected it.
+        raise ModelNotFoundError(
+            model,
+            message=f"1min.ai rejected the model '{model}' for this request (UNSUPPORTED_MODEL): {message}",
+        )
     if error_code:
         details = _clip(_text_of(body.get("details")))
         text = f"1min.ai rejected the request ({error_code}): {message}"

@@ -64,9 +64,10 @@ class NotFoundError(OpenAIError):
 class ModelNotFoundError(NotFoundError):
     default_code = "model_not_found"
 
-    def __init__(self, model: str, *, param: str | None = "model") -> None:
+    def __init__(self, model: str, *, param: str | None = "model", message: str | None = None) -> None:
         super().__init__(
-            f"The model '{model}' does not exist or is not available through this relay. "
+            message
+            or f"The model '{model}' does not exist or is not available through this relay. "
             "GET /v1/models lists the models you can use.",
             param=param,
         )

@@ -17,7 +17,7 @@ from flask import Response
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from routes.functions.txt_func import check_record, map_finish_reason, record_usage, usage_object
-from utils.errors import ModelNotFoundError, NotFoundError, OpenAIError, UpstreamError, UpstreamTimeoutError
+from utils.errors import ModelNotFoundError, OpenAIError, UpstreamError, UpstreamTimeoutError
 from utils.sse import ServerSentEvent, SSEParser
 
 READ_SIZE = 65536
@@ -51,9 +51,7 @@ def error_event_message(payload: Any) -> str:
 
 def error_from_event(message: str, model: str) -> OpenAIError:
     if UNSUPPORTED_MODEL_PATTERN.search(message):
-        error: OpenAIError = NotFoundError(f"1min.ai does not support this model: {message}", param="model")
-        error.code = ModelNotFoundError.default_code
-        return error
+        return ModelNotFoundError(model, message=f"1min.ai rejected the model '{model}' for this request: {message}")
     return UpstreamError(f"1min.ai reported an error: {message}")
 
 

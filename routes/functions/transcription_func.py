@@ -176,14 +176,17 @@ def _file_too_large(limit: int) -> RequestTooLargeError:
     )
 
 
-def read_audio_form(max_audio_bytes: int, max_request_bytes: int) -> tuple[MultiDict, FileStorage | None]:
-    """Parse the multipart body, stopping with a 413 once the file passes ``max_audio_bytes``."""
+def read_audio_form(max_audio_bytes: int) -> tuple[MultiDict, FileStorage | None]:
+    """Parse the multipart body, stopping with a 413 once the file passes ``max_audio_bytes``.
+
+    MAX_REQUEST_BYTES does not apply here: it limits JSON bodies, and audio has its own limit.
+    """
     if request.mimetype != "multipart/form-data":
         raise InvalidRequestError(
             f"Content-Type must be multipart/form-data with the audio in a part named 'file', "
             f"got {request.mimetype or 'none'!r}."
         )
-    body_limit = min(max_request_bytes, max_audio_bytes + FORM_OVERHEAD_BYTES)
+    body_limit = max_audio_bytes + FORM_OVERHEAD_BYTES
     if request.content_length is not None and request.content_length > body_limit:
         raise _file_too_large(max_audio_bytes)
 

@@ -176,6 +176,10 @@ def parse_chat_request(body: dict) -> ChatRequest:
 
     stream = bool(optional_field(body, "stream", bool))
     stream_options = optional_field(body, "stream_options", dict) or {}
+    if stream_options and not stream:
+        raise InvalidRequestError(
+            "'stream_options' is only allowed when 'stream' is true.", param="stream_options"
+        )
     include_usage = bool(optional_field(stream_options, "include_usage", bool, param="stream_options.include_usage"))
 
     n = number_in_range(body, "n", 1, 128, integer=True) or 1
