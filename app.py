@@ -58,6 +58,9 @@ def _create_limiter(app: Flask, settings: Settings) -> Limiter:
     limiter = Limiter(
         rate_limit_key,
         app=app,
+        # A disabled limiter registers no request hooks, which saves their cost on
+        # every request when no limit is configured.
+        enabled=bool(settings.rate_limit),
         default_limits=[settings.rate_limit] if settings.rate_limit else [],
         storage_uri=storage_uri,
         # Its own headers would put Retry-After on every response and overwrite the
