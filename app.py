@@ -10,7 +10,6 @@ import math
 import re
 import sys
 import time
-import uuid
 from typing import Any, Mapping
 
 from dotenv import load_dotenv
@@ -21,7 +20,7 @@ from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from routes import audio, files, images, service, text
-from routes.functions.shared_func import RelayState, key_id
+from routes.functions.shared_func import RelayState, key_id, random_hex_id
 from utils.catalog import ModelCatalog
 from utils.common import OneMinClient, token_encoding
 from utils.config import ConfigError, Settings
@@ -129,7 +128,7 @@ def _unexpected_error(error: Exception) -> Response:
 def _start_request() -> None:
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else random_hex_id()
 
 
 def _finish_request(response: Response) -> Response:
