@@ -163,7 +163,7 @@ async def _run_requests(target: Target, concurrency: int, max_requests: int, max
 
 def measure_requests(target: Target, concurrency: int, max_requests: int, max_seconds: float,
                      meter: CpuMeter) -> RequestStats:
-    """Send non-streaming requests from ``concurrency`` connections, each waiting for its answer."""
+    """Send non-streaming requests from ``concurrency`` connections, each waiting for its response."""
     return asyncio.run(_run_requests(target, concurrency, max_requests, max_seconds, meter))
 
 
@@ -193,7 +193,7 @@ async def _run_streams(target: Target, concurrency: int, streams_per_connection:
 
 def measure_streams(target: Target, concurrency: int, streams_per_connection: int, max_seconds: float,
                     expected_text: str) -> StreamStats:
-    """Run ``concurrency`` connections that each stream answers one after another."""
+    """Run ``concurrency`` connections that each run streaming requests one after another."""
     return asyncio.run(_run_streams(target, concurrency, streams_per_connection, max_seconds, expected_text))
 
 

@@ -45,11 +45,17 @@ class Rounds:
 
 
 def _digits(values: list[float]) -> int:
-    return 0 if max(abs(value) for value in values) >= 100 else 2 if max(abs(v) for v in values) < 10 else 1
+    largest = max(abs(value) for value in values)
+    if largest >= 100:
+        return 0
+    return 2 if largest < 10 else 1
 
 
 def number(value: float, digits: int = 2) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+    if math.isnan(value):
+        return "n/a"
+    # Adding 0.0 turns a rounded -0.0 into 0.0.
+    return f"{round(value, digits) + 0.0:.{digits}f}"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

@@ -225,8 +225,8 @@ def render(args: argparse.Namespace, rounds: Rounds, errors: dict[str, int], bur
         f"- Relay: `python app.py` with RATE_LIMIT=off, LOG_LEVEL=WARNING, WAITRESS_THREADS={args.threads}, "
         f"in-memory storage; fake 1min.ai: `python -m tests.fake_onemin --chunk-delay {CHUNK_DELAY} "
         f"--chunk-size {CHUNK_SIZE} --reply-chars {REPLY_CHARS}`\n"
-        f"- Every number is the median of {args.rounds} rounds; ranges give the lowest and highest round. "
-        f"The machine is shared: other engineers' test runs compete for the same cores, so single rounds vary.",
+        f"- Every number is the median of {args.rounds} rounds, and ranges give the lowest and highest round. "
+        f"The machine is shared with other engineers' test runs, so single rounds vary.",
         "### Against the targets\n\n" + table(["metric", "target", "median", "range", "met"], summary_rows),
         "### Non-streaming chat (`POST /api/chat-with-ai` direct vs `POST /v1/chat/completions`)\n\n" + table(
             ["concurrency", "direct p50 / p95 / p99 ms", "relay p50 / p95 / p99 ms", "added p50 ms",
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {index + 1} of {args.rounds}", file=sys.stderr)
             run_round(args, direct, relayed, probes, rounds, errors)
         rss_kib = {"rounds": relay.memory_kib("VmHWM")}
-    # Simultaneous streams need longer answers, so they get a fake and a relay of their own.
+    # Simultaneous streams need longer replies, so they get a fake and a relay of their own.
     with ServerGroup() as servers:
         fake = servers.add(start_fake(CHUNK_DELAY, CHUNK_SIZE, BURST_REPLY_CHARS))
         relay = servers.add(start_relay(fake, args.threads))

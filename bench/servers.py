@@ -74,7 +74,7 @@ def start_fake(chunk_delay: float, chunk_size: int, reply_chars: int) -> Server:
 
 
 def start_relay(fake: Server, threads: int, extra_env: dict[str, str] | None = None) -> Server:
-    """Start ``python app.py`` against the fake and wait until ``GET /health`` answers."""
+    """Start ``python app.py`` against the fake and wait until ``GET /health`` returns 200."""
     port = free_port()
     fake_url = f"http://{LOOPBACK}:{fake.port}"
     env = {
@@ -99,7 +99,7 @@ def start_relay(fake: Server, threads: int, extra_env: dict[str, str] | None = N
             return server
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"the relay did not answer /health within {START_TIMEOUT:.0f} s")
+    raise RuntimeError(f"the relay did not respond to /health within {START_TIMEOUT:.0f} s")
 
 
 def _health_ok(port: int) -> bool:
