@@ -137,7 +137,7 @@ def _is_timeout(error: Exception) -> bool:
 
 
 def _transport_error(error: Exception, method: str, url: str) -> OpenAIError:
-    """Translate a failure to reach 1min.ai or to read its answer into a 504 or 502."""
+    """Translate a failure to reach 1min.ai or to read its response into a 504 or 502."""
     if _is_timeout(error):
         return UpstreamTimeoutError(f"1min.ai did not answer in time ({type(error).__name__}). Try again later.")
     logger.warning("upstream %s %s failed: %s", method, url, type(error).__name__)
