@@ -10,7 +10,6 @@ import math
 import re
 import sys
 import time
-import uuid
 from typing import Any, Mapping
 
 from dotenv import load_dotenv
@@ -21,7 +20,7 @@ from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from routes import audio, completions, files, images, responses, service, text
-from routes.functions.shared_func import RelayState, key_id
+from routes.functions.shared_func import RelayState, key_id, random_hex_id
 from utils.catalog import ModelCatalog
 from utils.common import OneMinClient, token_encoding
 from utils.config import ConfigError, Settings
@@ -58,6 +57,9 @@ def _create_limiter(app: Flask, settings: Settings) -> Limiter:
     limiter = Limiter(
         rate_limit_key,
         app=app,
+        # A disabled limiter registers no request hooks, which saves their cost on
+        # every request when no limit is configured.
+        enabled=bool(settings.rate_limit),
         default_limits=[settings.rate_limit] if settings.rate_limit else [],
         storage_uri=storage_uri,
         # Its own headers would put Retry-After on every response and overwrite the
@@ -126,7 +128,7 @@ def _unexpected_error(error: Exception) -> Response:
 def _start_request() -> None:
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else random_hex_id()
 
 
 def _finish_request(response: Response) -> Response:
