@@ -35,6 +35,8 @@ from utils.errors import (
 )
 from utils.logger import configure_logging
 from utils.memcached import create_storage
+from utils.metrics import RelayMetrics
+from utils.readiness import ReadinessProbe
 
 logger = logging.getLogger("relay")
 
@@ -171,12 +173,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     storage = create_storage(
         settings.memcached_host, settings.memcached_port, settings.waitress_threads, settings.memory_storage_max_items
     )
+    metrics = RelayMetrics()
+    metrics.watch_storage(storage)
     client = OneMinClient(
         settings.one_min_api_url,
         settings.one_min_asset_url,
         pool_size=settings.waitress_threads,
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
+        metrics=metrics,
     )
     catalog = ModelCatalog(
         client,
@@ -185,11 +190,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings.subset_of_one_min_permitted_models,
         settings.permit_models_from_subset_only,
     )
-    app.extensions["relay"] = RelayState(settings, storage, client, catalog)
+    readiness = ReadinessProbe(client, storage)
+    app.extensions["relay"] = RelayState(settings, storage, client, catalog, metrics, readiness)
 
     CORS(app, origins=list(settings.cors_origins), expose_headers=["X-Request-ID", "Retry-After"])
     app.before_request(_start_request)
     app.after_request(_finish_request)
+    metrics.init_app(app, lambda model: catalog.get(model) is not None)
     app.register_error_handler(OpenAIError, _error_response)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

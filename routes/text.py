@@ -94,7 +94,7 @@ def _stream_chat(api_key: str, chat: ChatRequest, prompt: str, payload: dict) ->
     response = relay_state().client.post_json(
         CHAT_PATH, api_key, payload, stream=True, params={"isStreaming": "true"}
     )
-    upstream = UpstreamChatStream(response, chat.model)
+    upstream = UpstreamChatStream(response, chat.model, relay_state().metrics)
     try:
         upstream.prefetch()
     except BaseException:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from typing import Any
 
 import requests
@@ -26,6 +27,7 @@ from utils.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from utils.metrics import CONNECTION, TIMEOUT, RelayMetrics, http_error_kind, upstream_path_label
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,7 @@ class OneMinClient:
 
     POST requests are never retried: one that reached the upstream may already have
     spent credits. The API key is passed per call and sent only in the ``API-KEY`` header.
+    Every call is timed and every failure counted in ``metrics``.
     """
 
     def __init__(
@@ -138,10 +141,12 @@ class OneMinClient:
         pool_size: int,
         connect_timeout: float,
         read_timeout: float,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.api_url = api_url
         self.asset_url = asset_url
         self.timeout = (connect_timeout, read_timeout)
+        self.metrics = metrics if metrics is not None else RelayMetrics()
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
@@ -150,17 +155,24 @@ class OneMinClient:
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
+        started = time.perf_counter()
         try:
             response = self.session.request(method, url, **kwargs)
         except requests.Timeout as error:
+            self.metrics.count_upstream_error(TIMEOUT)
             raise UpstreamTimeoutError(
                 f"1min.ai did not answer in time ({type(error).__name__}). Try again later."
             ) from None
         except requests.RequestException as error:
+            self.metrics.count_upstream_error(CONNECTION)
             logger.warning("upstream %s %s failed: %s", method, url, type(error).__name__)
             raise UpstreamError(
                 f"Could not reach 1min.ai ({type(error).__name__}). Try again later."
             ) from None
+        path = upstream_path_label(url, self.api_url)
+        self.metrics.observe_upstream(method, path, time.perf_counter() - started)
+        if response.status_code >= 400:
+            self.metrics.count_upstream_error(http_error_kind(response.status_code))
         try:
             raise_for_upstream(response)
         except OpenAIError:
@@ -202,6 +214,14 @@ class OneMinClient:
         if body is None:
             raise UpstreamError(f"1min.ai answered {path} with a body that is not JSON.")
         return body
+
+    def probe(self, path: str, params: dict | None, timeout: float) -> None:
+        """GET an unauthenticated API path with a short timeout, reading only the headers.
+
+        Raise the usual OpenAI error when 1min.ai cannot be reached or fails.
+        """
+        response = self._send("GET", self.api_url + path, params=params, timeout=(timeout, timeout), stream=True)
+        response.close()
 
     def upload_asset(self, api_key: str, filename: str, content: bytes, content_type: str) -> dict:
         """Upload one file to ``/api/assets`` and return the decoded response."""

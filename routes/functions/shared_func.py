@@ -15,6 +15,8 @@ from utils.common import OneMinClient
 from utils.config import Settings
 from utils.errors import AuthenticationError, InvalidRequestError
 from utils.memcached import Storage, hash_secret
+from utils.metrics import RelayMetrics
+from utils.readiness import ReadinessProbe
 
 
 @dataclass
@@ -25,6 +27,8 @@ class RelayState:
     storage: Storage
     client: OneMinClient
     catalog: ModelCatalog
+    metrics: RelayMetrics
+    readiness: ReadinessProbe
 
 
 def relay_state() -> RelayState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections import deque
 from typing import Any, Iterator
 
@@ -18,6 +19,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from routes.functions.txt_func import check_record, map_finish_reason, record_usage, usage_object
 from utils.errors import ModelNotFoundError, NotFoundError, OpenAIError, UpstreamError, UpstreamTimeoutError
+from utils.metrics import CONNECTION, ERROR_EVENT, TIMEOUT, RelayMetrics
 from utils.sse import ServerSentEvent, SSEParser
 
 logger = logging.getLogger(__name__)
@@ -64,11 +66,16 @@ class UpstreamChatStream:
 
     After the iteration ends, ``finish_reason`` and ``record`` hold what the ``result``
     event carried. A failure after the first delta raises `OpenAIError` from the iterator.
+    Failures and the stream's duration are recorded in ``metrics`` when it is given.
     """
 
-    def __init__(self, response: requests.Response, model: str) -> None:
+    def __init__(self, response: requests.Response, model: str, metrics: RelayMetrics | None = None) -> None:
         self._response = response
         self._model = model
+        self._metrics = metrics
+        # The call was sent ``elapsed`` before its headers arrived, which was just now.
+        self._started = time.perf_counter() - response.elapsed.total_seconds()
+        self._closed = False
         self._parser = SSEParser()
         self._events: deque[ServerSentEvent] = deque()
         self._ready: deque[str] = deque()
@@ -87,7 +94,9 @@ class UpstreamChatStream:
             chunk = self._response.raw.read1(READ_SIZE)
         except (Urllib3Error, requests.RequestException, OSError) as error:
             if "timed out" in str(error).lower():
+                self._count_error(TIMEOUT)
                 raise UpstreamTimeoutError("1min.ai stopped sending the answer (read timed out).") from None
+            self._count_error(CONNECTION)
             raise UpstreamError(f"The connection to 1min.ai was lost ({type(error).__name__}).") from None
         if not chunk:
             return False
@@ -120,6 +129,7 @@ class UpstreamChatStream:
                 return None
             if not self._events and not self._read_events():
                 self._done = True
+                self._count_error(CONNECTION)
                 raise UpstreamError("The connection to 1min.ai closed before the answer was complete.")
             while self._events and not self._ready:
                 self._handle(self._events.popleft())
@@ -140,6 +150,7 @@ class UpstreamChatStream:
             self._events.clear()
         elif event.event == "error":
             self._done = True
+            self._count_error(ERROR_EVENT)
             raise error_from_event(error_event_message(payload), self._model)
 
     def _read_result(self, payload: Any) -> None:
@@ -169,7 +180,16 @@ class UpstreamChatStream:
         return record_usage(self.record, prompt, self.text)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._response.close()
+        if self._metrics is not None:
+            self._metrics.upstream_stream_duration.observe(time.perf_counter() - self._started)
+
+    def _count_error(self, kind: str) -> None:
+        if self._metrics is not None:
+            self._metrics.count_upstream_error(kind)
 
 
 def sse_data(payload: dict | str) -> bytes:
@@ -209,10 +229,12 @@ def stream_response(
     A client that disconnects makes the WSGI server close this generator, so the
     ``finally`` block closes the upstream request as soon as the next write fails.
     """
+    deltas = 0
     try:
         yield writer.chunk({"role": "assistant", "content": ""})
         try:
             for delta in upstream:
+                deltas += 1
                 yield writer.chunk({"content": delta})
         except OpenAIError as error:
             logger.warning("upstream stream failed after the first chunk: %s", error.message)
@@ -222,5 +244,8 @@ def stream_response(
         if include_usage:
             yield writer.usage_chunk(*upstream.usage(prompt))
         yield b"data: [DONE]\n\n"
+    except GeneratorExit:
+        logger.info("client closed the stream after %d content chunks; closing the upstream request", deltas)
+        raise
     finally:
         upstream.close()
