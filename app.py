@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from routes import audio, files, images, service, text
 from routes.functions.shared_func import RelayState, key_id
+from utils.capacity import RequestSlots, slots_for_threads
 from utils.catalog import ModelCatalog
 from utils.common import OneMinClient, token_encoding
 from utils.config import ConfigError, Settings
@@ -197,6 +198,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(_start_request)
     app.after_request(_finish_request)
     metrics.init_app(app, lambda model: catalog.get(model) is not None)
+    # Before the limiter, so a request turned away for capacity does not count against a key's rate.
+    slots = RequestSlots(slots_for_threads(settings.waitress_threads), metrics)
+    slots.init_app(app)
+    app.extensions["relay_slots"] = slots
     app.register_error_handler(OpenAIError, _error_response)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

@@ -244,7 +244,8 @@ class Relay:
 def _serve(app: Flask, settings: dict[str, Any]) -> Relay:
     import waitress
 
-    server = waitress.create_server(app, host=LOOPBACK, port=0, threads=16)
+    threads = int(settings.get("WAITRESS_THREADS", 16))
+    server = waitress.create_server(app, host=LOOPBACK, port=0, threads=threads)
     thread = threading.Thread(
         target=server.run, name=f"relay-{server.effective_port}", daemon=True
     )
@@ -260,9 +261,10 @@ def relay_factory(fake_onemin: FakeOneMin) -> Iterator[Callable[..., Relay]]:
     ``settings`` are keyword arguments named after the relay's environment variables
     (``RATE_LIMIT="2 per minute"``, ``LOG_LEVEL="DEBUG"``, ...), with strings or native values.
     ``ONE_MIN_API_URL`` and ``ONE_MIN_ASSET_URL`` default to the fake 1min.ai. The app comes from
-    ``app.create_app(settings)`` and is served by waitress (16 threads) on an ephemeral loopback
-    port. The ``Relay`` has ``.base_url`` (``http://127.0.0.1:PORT``), ``.app``, ``.url(path)``,
-    ``.openai_client()`` and ``.settings``. Every relay started here stops at teardown.
+    ``app.create_app(settings)`` and is served by waitress (16 threads, or ``WAITRESS_THREADS``
+    when given) on an ephemeral loopback port. The ``Relay`` has ``.base_url``
+    (``http://127.0.0.1:PORT``), ``.app``, ``.url(path)``, ``.openai_client()`` and ``.settings``.
+    Every relay started here stops at teardown.
     """
     from app import create_app
 
