@@ -221,6 +221,8 @@ class Relay:
 
     def stop(self) -> None:
         """Close every connection and the listening socket, then stop the worker threads."""
+        import waitress.wasyncore
+
         if not self.thread.is_alive():
             return
 
@@ -232,13 +234,18 @@ class Relay:
             for dispatcher in list(server._map.values()):
                 if dispatcher is not server and dispatcher is not server.trigger:
                     dispatcher.handle_close()
-            server.close()
+            waitress.wasyncore.dispatcher.close(server)
+            # The loop may run this before pull_trigger() below has written its wake-up byte, so
+            # the trigger's pipe stays open until the loop has ended; removing it from the socket
+            # map is what ends the loop.
+            server.trigger.del_channel()
 
         server.trigger.pull_trigger(close_sockets)
         self.thread.join(SERVER_STOP_TIMEOUT)
         server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
         if self.thread.is_alive():
             raise RuntimeError(f"relay server thread on port {self.port} did not stop")
+        server.trigger.close()
 
 
 def _serve(app: Flask, settings: dict[str, Any]) -> Relay:
