@@ -38,6 +38,7 @@ from utils.logger import configure_logging
 from utils.memcached import create_storage
 from utils.metrics import RelayMetrics
 from utils.readiness import ReadinessProbe
+from utils.server import serve_until_stopped
 
 logger = logging.getLogger("relay")
 
@@ -214,35 +215,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def main() -> int:
-    """Serve the relay with waitress until interrupted."""
-    from waitress import serve
-
+    """Serve the relay with waitress until SIGTERM or SIGINT, then shut down gracefully."""
     try:
         app = create_app()
     except ConfigError as error:
         print(f"1min-relay: invalid configuration: {error}", file=sys.stderr)
         return 2
-    settings: Settings = app.extensions["relay"].settings
-    logger.info(
-        "1min-relay listening on http://%s:%s (threads=%s, upstream=%s, storage=%s)",
-        settings.host,
-        settings.port,
-        settings.waitress_threads,
-        settings.one_min_api_url,
-        app.extensions["relay"].storage.backend_name,
-    )
-    serve(
-        app,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.waitress_threads,
-        connection_limit=settings.waitress_connection_limit,
-        asyncore_use_poll=True,
-        channel_request_lookahead=1,
-        max_request_body_size=max(settings.max_request_bytes, settings.max_file_bytes) + 1024 * 1024,
-        ident="1min-relay",
-    )
-    return 0
+    return serve_until_stopped(app)
 
 
 if __name__ == "__main__":
