@@ -35,7 +35,7 @@ from utils.errors import (
     RequestTooLargeError,
 )
 from utils.logger import configure_logging
-from utils.memcached import create_storage
+from utils.memcached import create_storage, limiter_memcached_client
 from utils.metrics import RelayMetrics
 from utils.readiness import ReadinessProbe
 from utils.server import serve_until_stopped
@@ -57,13 +57,16 @@ def rate_limit_key() -> str:
 
 def _create_limiter(app: Flask, settings: Settings) -> Limiter:
     storage_uri = "memory://"
+    storage_options: dict[str, Any] = {}
     if settings.memcached_host:
         storage_uri = f"memcached://{settings.memcached_host}:{settings.memcached_port}"
+        storage_options = {"client_getter": limiter_memcached_client}
     limiter = Limiter(
         rate_limit_key,
         app=app,
         default_limits=[settings.rate_limit] if settings.rate_limit else [],
         storage_uri=storage_uri,
+        storage_options=storage_options,
         # Its own headers would put Retry-After on every response and overwrite the
         # value passed on from an upstream 429, so only our 429 gets one (below).
         headers_enabled=False,

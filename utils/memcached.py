@@ -15,16 +15,21 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from types import ModuleType
 from typing import Any, Callable, Protocol
 
 from pymemcache.client.base import PooledClient
-from pymemcache.exceptions import MemcacheError
+from pymemcache.client.retrying import RetryingClient
+from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "1minrelay:"
 MAX_MEMCACHED_KEY_LENGTH = 250
 UPDATE_ATTEMPTS = 20
+# What a pooled connection raises when memcached restarted since it was opened. The failed
+# connection is dropped, so one more attempt runs on a new connection.
+STALE_CONNECTION_ERRORS = (MemcacheUnexpectedCloseError, BrokenPipeError, ConnectionResetError)
 
 
 class Storage(Protocol):
@@ -39,6 +44,20 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
 
     def update(self, key: str, change: Callable[[Any | None], Any], ttl: int) -> Any: ...
+
+
+def retrying_client(client: Any) -> RetryingClient:
+    """Wrap a pymemcache client so a call on a stale connection is tried once more."""
+    return RetryingClient(client, attempts=2, retry_for=STALE_CONNECTION_ERRORS)
+
+
+def limiter_memcached_client(module: ModuleType, hosts: list, **options: Any) -> RetryingClient:
+    """Build the memcached client of the rate limiter's storage (its ``client_getter`` option).
+
+    Without the retry, every server thread's first call after a memcached restart fails, and
+    the limiter warns and falls back to memory once per thread.
+    """
+    return retrying_client(module.PooledClient(*hosts, **options))
 
 
 def hash_secret(secret: str) -> str:
@@ -113,12 +132,14 @@ class MemcachedStorage:
     backend_name = "memcached"
 
     def __init__(self, host: str, port: int, pool_size: int, timeout: float = 1.0) -> None:
-        self._client = PooledClient(
-            (host, port),
-            connect_timeout=timeout,
-            timeout=timeout,
-            no_delay=True,
-            max_pool_size=pool_size,
+        self._client = retrying_client(
+            PooledClient(
+                (host, port),
+                connect_timeout=timeout,
+                timeout=timeout,
+                no_delay=True,
+                max_pool_size=pool_size,
+            )
         )
 
     @staticmethod
@@ -193,6 +214,8 @@ class FallbackStorage:
             if self._degraded_since is None or now < self._next_probe:
                 return self._degraded_since is None
             self._next_probe = now + self._retry_seconds
+        # Pooled connections lead to the memcached process that went away; open new ones.
+        self._primary.close()
         try:
             self._primary.ping()
         except (MemcacheError, OSError):
