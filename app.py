@@ -110,6 +110,12 @@ def _http_error(error: HTTPException) -> Response:
         converted = RequestTooLargeError(
             f"The request body is larger than this endpoint's limit of {limit} bytes."
         )
+    elif error.code is not None and error.code >= 500:
+        # Flask's own 500, for an exception raised while another error was being handled.
+        converted = OpenAIError(
+            f"The relay failed to process the request (request id {g.get('request_id', '-')})."
+        )
+        converted.status_code = error.code
     else:
         converted = InvalidRequestError(error.description or error.name)
         converted.status_code = error.code or 400
@@ -174,6 +180,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     app.json.ensure_ascii = False
+    # Werkzeug would answer a path with "//" with an HTML redirect to the merged path; a client
+    # of a JSON API gets an OpenAI 404 for it instead.
+    app.url_map.merge_slashes = False
 
     storage = create_storage(
         settings.memcached_host, settings.memcached_port, settings.waitress_threads, settings.memory_storage_max_items
@@ -221,10 +230,10 @@ def main() -> int:
     """Serve the relay with waitress until SIGTERM or SIGINT, then shut down gracefully."""
     try:
         app = create_app()
+        return serve_until_stopped(app)
     except ConfigError as error:
         print(f"1min-relay: invalid configuration: {error}", file=sys.stderr)
         return 2
-    return serve_until_stopped(app)
 
 
 if __name__ == "__main__":

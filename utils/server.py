@@ -9,6 +9,7 @@ process exits 0 either way, because stopping on request is not a failure.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -19,9 +20,10 @@ import waitress
 from flask import Flask
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer
+from waitress.server import BaseWSGIServer, MultiSocketServer
+from waitress.task import ErrorTask
 
-from utils.config import Settings
+from utils.config import ConfigError, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +33,47 @@ WORKER_STOP_TIMEOUT = 2.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def create_server(app: Flask, host: str | None = None, port: int | None = None) -> BaseWSGIServer:
+class OpenAIErrorTask(ErrorTask):
+    """Answer the requests that waitress rejects itself (bad request line or headers, too large)
+    with an OpenAI error object instead of waitress's plain-text page."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        body = json.dumps(
+            {
+                "error": {
+                    "message": f"{error.reason}: {error.body}",
+                    "type": "invalid_request_error" if error.code < 500 else "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+        ).encode("utf-8")
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class RelayChannel(HTTPChannel):
+    error_task_class = OpenAIErrorTask
+
+
+def create_server(
+    app: Flask, host: str | None = None, port: int | None = None, threads: int | None = None
+) -> BaseWSGIServer:
     """Create (but do not run) the waitress server for ``app``, sized by the app's settings.
 
-    ``host`` and ``port`` override HOST and PORT; port 0 picks a free port.
+    ``host``, ``port`` and ``threads`` override HOST, PORT and WAITRESS_THREADS; port 0 picks
+    a free port.
     """
     settings: Settings = app.extensions["relay"].settings
-    return waitress.create_server(
+    server = waitress.create_server(
         app,
         host=settings.host if host is None else host,
         port=settings.port if port is None else port,
-        threads=settings.waitress_threads,
+        threads=settings.waitress_threads if threads is None else threads,
         connection_limit=settings.waitress_connection_limit,
         asyncore_use_poll=True,
         # With one request read ahead, waitress notices a client that closed its
@@ -50,6 +82,13 @@ def create_server(app: Flask, host: str | None = None, port: int | None = None) 
         max_request_body_size=max(settings.max_request_bytes, settings.max_file_bytes) + 1024 * 1024,
         ident="1min-relay",
     )
+    if isinstance(server, MultiSocketServer):
+        server.close()
+        raise ConfigError(
+            f"HOST={settings.host!r} resolves to several addresses; set one IP address such as 0.0.0.0 or ::"
+        )
+    server.channel_class = RelayChannel
+    return server
 
 
 def serve_until_stopped(app: Flask) -> int:
