@@ -12,10 +12,14 @@ Fixture overview (see each docstring):
 * ``relay`` / ``relay_memcached`` / ``any_relay``: a started relay with in-memory storage, with
   memcached storage, or once with each.
 * ``openai_client``: an ``openai.OpenAI`` client pointed at ``relay``.
+
+Every log record of the session is also checked for the fake's API keys; a key found in one
+fails the run at its end, with the test and the line that logged it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -44,6 +48,50 @@ MEMCACHED_MISSING = (
 MEMCACHED_START_ATTEMPTS = 3
 MEMCACHED_START_TIMEOUT = 10.0
 SERVER_STOP_TIMEOUT = 10.0
+
+
+# --- API keys in logs ---------------------------------------------------------------------------
+
+
+class _KeyScanHandler(logging.Handler):
+    """Check each log record, formatted with its traceback, for any of ``keys``."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        super().__init__()
+        self.keys = keys
+        self.checked = 0
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        self.checked += 1
+        if any(key in text for key in self.keys):
+            self.leaks.append(f"{os.environ.get('PYTEST_CURRENT_TEST', '?')}: {text[:500]}")
+
+
+_key_scan = pytest.StashKey[_KeyScanHandler]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.fake_onemin.server import DEFAULT_KEYS
+
+    handler = _KeyScanHandler(DEFAULT_KEYS | {TEST_API_KEY})
+    logging.getLogger().addHandler(handler)
+    config.stash[_key_scan] = handler
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    handler = session.config.stash[_key_scan]
+    logging.getLogger().removeHandler(handler)
+    if not handler.leaks:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("=", f"API keys in {len(handler.leaks)} of {handler.checked} log records", red=True)
+        for leak in handler.leaks:
+            reporter.write_line(leak)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # --- fake 1min.ai ------------------------------------------------------------------------------
@@ -249,10 +297,11 @@ class Relay:
 
 
 def _serve(app: Flask, settings: dict[str, Any]) -> Relay:
-    import waitress
+    from utils.server import create_server
 
+    # The production server set-up, with fewer threads unless the test asks for WAITRESS_THREADS.
     threads = int(settings.get("WAITRESS_THREADS", 16))
-    server = waitress.create_server(app, host=LOOPBACK, port=0, threads=threads)
+    server = create_server(app, host=LOOPBACK, port=0, threads=threads)
     thread = threading.Thread(
         target=server.run, name=f"relay-{server.effective_port}", daemon=True
     )
