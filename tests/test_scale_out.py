@@ -1,7 +1,9 @@
-"""Two relays sharing one memcached behave as one: shared rate limits and one catalog fetch per TTL."""
+"""Two relays sharing one memcached behave as one: shared rate limits, one catalog fetch per TTL,
+and the same item size limit whichever storage backend runs."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -10,6 +12,7 @@ import requests
 
 from tests.conftest import flush_memcached
 from utils.constants import CATALOG_FEATURES
+from utils.memcached import MAX_VALUE_BYTES, MemoryStorage, ValueTooLargeError, create_storage
 
 # One catalog fetch asks GET /models once per feature.
 CALLS_PER_FETCH = len(CATALOG_FEATURES)
@@ -77,3 +80,32 @@ def test_catalog_fetched_once_per_ttl(two_relays, fake_onemin):
     assert after_first_round == CALLS_PER_FETCH
     assert statuses == [200] * 4
     assert fake_onemin.catalog_requests == 2 * CALLS_PER_FETCH
+
+
+@pytest.mark.parametrize("backend", ["memory", "memcached"])
+def test_value_over_item_size_refused(backend, request):
+    if backend == "memory":
+        storage = MemoryStorage()
+    else:
+        host, port = request.getfixturevalue("memcached_server")
+        storage = create_storage(host, port, 2, 100)
+    too_large = "x" * MAX_VALUE_BYTES
+
+    with pytest.raises(ValueTooLargeError, match="at most 1000000 bytes per item"):
+        storage.set("big", too_large, ttl=60)
+    storage.set("fits", "x" * (MAX_VALUE_BYTES - 2), ttl=60)
+
+    assert storage.get("big") is None
+    assert len(storage.get("fits")) == MAX_VALUE_BYTES - 2
+    assert storage.backend_name == backend
+
+
+def test_oversized_value_keeps_memcached_in_use(memcached_server, caplog):
+    host, port = memcached_server
+    storage = create_storage(host, port, 2, 100)
+
+    with pytest.raises(ValueTooLargeError):
+        storage.update("big-list", lambda value: ["x" * 1000] * 2000, ttl=60)
+
+    assert not storage.degraded
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]

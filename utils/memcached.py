@@ -5,6 +5,8 @@ Values are JSON-serialisable objects. Every backend offers the same narrow inter
 When memcached is configured but unreachable, `FallbackStorage` serves from memory,
 warns once, and switches back (with an INFO line) as soon as memcached answers again.
 Data written to memory during an outage is not copied to memcached afterwards.
+Both backends refuse a value above memcached's item size (`ValueTooLargeError`), so code
+that works on memory storage also works on memcached.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -27,9 +30,28 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "1minrelay:"
 MAX_MEMCACHED_KEY_LENGTH = 250
 UPDATE_ATTEMPTS = 20
+MAX_UPDATE_BACKOFF_SECONDS = 0.05
+# memcached refuses items above its -I limit (1 MiB by default), which counts the key and an
+# item header too; values stay below it with room to spare.
+MAX_VALUE_BYTES = 1_000_000
 # What a pooled connection raises when memcached restarted since it was opened. The failed
 # connection is dropped, so one more attempt runs on a new connection.
 STALE_CONNECTION_ERRORS = (MemcacheUnexpectedCloseError, BrokenPipeError, ConnectionResetError)
+
+
+class ValueTooLargeError(ValueError):
+    """A value is larger than memcached stores in one item."""
+
+
+def encode_value(key: str, value: Any) -> str:
+    """Serialise ``value`` as ASCII JSON, or raise `ValueTooLargeError` above MAX_VALUE_BYTES."""
+    encoded = json.dumps(value)
+    if len(encoded) > MAX_VALUE_BYTES:
+        raise ValueTooLargeError(
+            f"the value for storage key {key!r} is {len(encoded)} bytes of JSON; "
+            f"memcached stores at most {MAX_VALUE_BYTES} bytes per item"
+        )
+    return encoded
 
 
 class Storage(Protocol):
@@ -90,7 +112,7 @@ class MemoryStorage:
         return encoded
 
     def _store(self, key: str, value: Any, ttl: int) -> None:
-        self._items[key] = (time.monotonic() + ttl, json.dumps(value))
+        self._items[key] = (time.monotonic() + ttl, encode_value(key, value))
         self._items.move_to_end(key)
         while len(self._items) > self._max_items:
             self._items.popitem(last=False)
@@ -154,23 +176,29 @@ class MemcachedStorage:
         return None if raw is None else json.loads(raw)
 
     def set(self, key: str, value: Any, ttl: int) -> None:
-        self._client.set(self._key(key), json.dumps(value).encode("utf-8"), expire=ttl, noreply=False)
+        self._client.set(self._key(key), encode_value(key, value).encode(), expire=ttl, noreply=False)
 
     def add(self, key: str, value: Any, ttl: int) -> bool:
         return bool(
-            self._client.add(self._key(key), json.dumps(value).encode("utf-8"), expire=ttl, noreply=False)
+            self._client.add(self._key(key), encode_value(key, value).encode(), expire=ttl, noreply=False)
         )
 
     def delete(self, key: str) -> None:
         self._client.delete(self._key(key), noreply=False)
 
     def update(self, key: str, change: Callable[[Any | None], Any], ttl: int) -> Any:
-        """Apply ``change`` atomically with gets/cas, retrying when another writer won."""
+        """Apply ``change`` atomically with gets/cas, retrying when another writer won.
+
+        Between attempts it waits a random, growing pause, so writers that keep colliding
+        on one key spread out instead of losing every round together.
+        """
         full_key = self._key(key)
-        for _ in range(UPDATE_ATTEMPTS):
+        for attempt in range(UPDATE_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, min(MAX_UPDATE_BACKOFF_SECONDS, 0.001 * 2**attempt)))
             raw, cas_token = self._client.gets(full_key)
             new_value = change(None if raw is None else json.loads(raw))
-            encoded = json.dumps(new_value).encode("utf-8")
+            encoded = encode_value(key, new_value).encode()
             if raw is None:
                 if self._client.add(full_key, encoded, expire=ttl, noreply=False):
                     return new_value
