@@ -19,14 +19,29 @@ THREADS = 4
 SLOTS = 3
 
 
-def open_streams(relay, count: int) -> list[requests.Response]:
-    """Start ``count`` streams and read their first line, so each holds a slot."""
+class OpenStream:
+    """A streaming response and its line iterator.
+
+    The iterator must stay referenced: when it is garbage collected, urllib3 closes the connection.
+    """
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+        self.lines = response.iter_lines()
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def open_streams(relay, count: int) -> list[OpenStream]:
+    """Start ``count`` streams and read their first line, so each takes a slot."""
     streams = []
     for _ in range(count):
         response = requests.post(relay.url("/v1/chat/completions"), json=STREAM, headers=AUTH, stream=True, timeout=10)
         assert response.status_code == 200
-        next(response.iter_lines())
-        streams.append(response)
+        stream = OpenStream(response)
+        next(stream.lines)
+        streams.append(stream)
     return streams
 
 
@@ -39,8 +54,9 @@ def wait_until_slots_free(relay) -> None:
 
 @pytest.fixture
 def small_relay(relay_factory, fake_onemin):
-    # Each stream lasts about 2 s, far longer than the checks below take.
-    fake_onemin.set(chunk_delay=0.1)
+    # Each stream lasts 10 s (100 chunks 0.1 s apart), far longer than the checks below take even
+    # on a busy machine. The tests close their streams, which frees the slots at once.
+    fake_onemin.set(chunk_delay=0.1, reply_chars=400)
     return relay_factory(MEMCACHED_HOST="", WAITRESS_THREADS=str(THREADS), RATE_LIMIT="off")
 
 
@@ -123,9 +139,10 @@ def test_slots_freed_after_errors(small_relay, fake_onemin):
 
 
 def test_sdk_retries_after_503(small_relay, fake_onemin):
-    client = small_relay.openai_client(max_retries=3)
-    # Streams of 15 chunks 0.1 s apart end in 1.5 s, which frees slots for one of the SDK's retries.
-    fake_onemin.set(chunk_delay=0.1, reply_chars=60)
+    client = small_relay.openai_client(max_retries=6)
+    # Streams of 25 chunks 0.1 s apart end in 2.5 s, which frees slots for one of the SDK's retries,
+    # 1 s apart as Retry-After says.
+    fake_onemin.set(chunk_delay=0.1, reply_chars=100)
     streams = open_streams(small_relay, SLOTS)
 
     completion = client.chat.completions.create(model="gpt-4o-mini", messages=CHAT["messages"])
