@@ -180,8 +180,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     app.json.ensure_ascii = False
-    # Werkzeug would answer a path with "//" with an HTML redirect to the merged path; a client
-    # of a JSON API gets an OpenAI 404 for it instead.
+    # Werkzeug would redirect a path containing "//" to the merged path with an HTML page. A
+    # client of a JSON API gets an OpenAI 404 for it instead.
     app.url_map.merge_slashes = False
 
     storage = create_storage(

@@ -31,7 +31,7 @@ def health() -> Response:
 
 @bp.get("/ready")
 def ready() -> tuple[Response, int]:
-    """Report 200 while 1min.ai's catalog answers and 503 while it does not."""
+    """Report 200 while 1min.ai's catalog responds and 503 while it does not."""
     report = relay_state().readiness.check()
     return jsonify(report), 200 if report["ready"] else 503
 

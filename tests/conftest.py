@@ -13,8 +13,8 @@ Fixture overview (see each docstring):
   memcached storage, or once with each.
 * ``openai_client``: an ``openai.OpenAI`` client pointed at ``relay``.
 
-Every log record of the session is also checked for the fake's API keys; a key found in one
-fails the run at its end, with the test and the line that logged it.
+Every log record of the session is also checked for the fake's API keys. A key found in one
+fails the run at its end, which names the test and the line that logged it.
 """
 
 from __future__ import annotations
@@ -284,8 +284,8 @@ class Relay:
                     dispatcher.handle_close()
             waitress.wasyncore.dispatcher.close(server)
             # The loop may run this before pull_trigger() below has written its wake-up byte, so
-            # the trigger's pipe stays open until the loop has ended; removing it from the socket
-            # map is what ends the loop.
+            # the trigger's pipe stays open until the loop has ended. Removing the trigger from the
+            # socket map ends the loop.
             server.trigger.del_channel()
 
         server.trigger.pull_trigger(close_sockets)
@@ -299,7 +299,7 @@ class Relay:
 def _serve(app: Flask, settings: dict[str, Any]) -> Relay:
     from utils.server import create_server
 
-    # The production server set-up, with fewer threads unless the test asks for WAITRESS_THREADS.
+    # The production server set-up, with fewer threads unless the test sets WAITRESS_THREADS.
     threads = int(settings.get("WAITRESS_THREADS", 16))
     server = create_server(app, host=LOOPBACK, port=0, threads=threads)
     thread = threading.Thread(

@@ -82,7 +82,7 @@ def test_upstream_outage_and_recovery(relay_factory, own_fake):
 
 @pytest.mark.parametrize("body", [CHAT, STREAM], ids=["plain", "stream"])
 def test_silent_upstream_times_out_and_frees_thread(relay_factory, body):
-    # A listening socket that is never accepted: the kernel completes the handshake, nobody answers.
+    # A listening socket that never accepts: the kernel completes the handshake, and nothing responds.
     with socket.socket() as silent:
         silent.bind((LOOPBACK, 0))
         silent.listen(64)

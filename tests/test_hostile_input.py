@@ -2,8 +2,8 @@
 
 Every route that reads client input is listed in one of the tables below, and
 ``test_every_route_is_fuzzed`` fails for a route that is missing, so a new endpoint joins with
-one line. JSON routes get property-based fuzzing (hypothesis) plus fixed hard cases; every route
-that takes a body also gets the malformed multipart cases; routes with an id in the path get
+one line. JSON routes get property-based fuzzing (hypothesis) and fixed hard cases. Every route
+that takes a body also gets the malformed multipart cases, and routes with an id in the path get
 the path tricks. The property everywhere: the relay answers within the request timeout, never
 with a 5xx, and every 4xx is an OpenAI error object.
 
@@ -101,7 +101,7 @@ CONTENT_TYPES = (
 
 @pytest.fixture
 def fuzz_relay(relay_factory):
-    # No rate limit: hundreds of requests per second would otherwise be answered 429.
+    # No rate limit, or hundreds of requests per second would be rejected with 429.
     return relay_factory(MEMCACHED_HOST="", RATE_LIMIT="off")
 
 

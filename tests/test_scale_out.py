@@ -14,7 +14,7 @@ from tests.conftest import flush_memcached
 from utils.constants import CATALOG_FEATURES
 from utils.memcached import MAX_VALUE_BYTES, MemoryStorage, ValueTooLargeError, create_storage
 
-# One catalog fetch asks GET /models once per feature.
+# One catalog fetch requests GET /models once per feature.
 CALLS_PER_FETCH = len(CATALOG_FEATURES)
 
 

@@ -1,11 +1,11 @@
-"""Request slots: a bound on API requests in progress, so a full thread pool answers 503 at once.
+"""Request slots: a bound on API requests in progress, so a full thread pool responds 503 at once.
 
 Waitress runs each request on one of WAITRESS_THREADS threads and holds that thread until the
 response is closed, so an open stream holds one for as long as it lasts. Requests beyond the
 pool would wait in waitress's queue with no time bound. Instead, every request routed to an API
-blueprint takes a slot, and when none is free the relay answers 503 with ``Retry-After``. A few
+blueprint takes a slot, and when none is free the relay responds 503 with ``Retry-After``. A few
 threads are left outside the slots, so the service endpoints (``/health``, ``/ready``,
-``/metrics``) and the 503 answers themselves are served while every slot is taken.
+``/metrics``) and the 503 responses themselves are served while every slot is taken.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from utils.metrics import RelayMetrics
 
 logger = logging.getLogger(__name__)
 
-# A slot frees whenever any request in progress ends; with hundreds in progress that is
+# A slot frees whenever any request in progress ends. With hundreds in progress that happens
 # many times a second, so a short wait is the honest hint.
 RETRY_AFTER_SECONDS = 1
 MAX_RESERVED_THREADS = 16
@@ -37,7 +37,7 @@ WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 def slots_for_threads(threads: int) -> int:
     """Return how many API requests may be in progress with ``threads`` server threads.
 
-    One thread in eight, at most 16, stays free for service endpoints and 503 answers.
+    One thread in eight, at most 16, stays free for service endpoints and 503 responses.
     """
     reserved = min(MAX_RESERVED_THREADS, max(1, threads // 8))
     return max(1, threads - reserved)
@@ -99,7 +99,7 @@ class RequestSlots:
             rejected, self._rejected_since_warning = self._rejected_since_warning, 0
             self._next_warning = now + WARNING_INTERVAL_SECONDS
         logger.warning(
-            "all %d request slots in use; answered 503 to %d request(s) since the last report. "
+            "all %d request slots in use; rejected %d request(s) with 503 since the last report. "
             "Raise WAITRESS_THREADS or add replicas if this repeats.",
             self.limit,
             rejected,

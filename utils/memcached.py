@@ -31,11 +31,11 @@ KEY_PREFIX = "1minrelay:"
 MAX_MEMCACHED_KEY_LENGTH = 250
 UPDATE_ATTEMPTS = 20
 MAX_UPDATE_BACKOFF_SECONDS = 0.05
-# memcached refuses items above its -I limit (1 MiB by default), which counts the key and an
-# item header too; values stay below it with room to spare.
+# memcached rejects items above its -I limit (1 MiB by default), and the limit counts the key and
+# an item header too. Values stay below it with room to spare.
 MAX_VALUE_BYTES = 1_000_000
-# What a pooled connection raises when memcached restarted since it was opened. The failed
-# connection is dropped, so one more attempt runs on a new connection.
+# Errors of a pooled connection opened before memcached restarted. The failed connection is
+# dropped, so one more attempt runs on a new connection.
 STALE_CONNECTION_ERRORS = (MemcacheUnexpectedCloseError, BrokenPipeError, ConnectionResetError)
 
 

@@ -112,7 +112,7 @@ class RelayMetrics:
         self.upstream_duration.labels(_method_label(method), path).observe(seconds)
 
     def init_app(self, app: Flask, is_known_model: Callable[[str], bool]) -> None:
-        """Record every request that ``app`` answers; ``is_known_model`` decides the model label."""
+        """Record every request that ``app`` serves; ``is_known_model`` decides the model label."""
         app.before_request(_mark_start)
 
         def record(response: Response) -> Response:

@@ -1,4 +1,4 @@
-"""Readiness: whether 1min.ai's catalog answers, and which storage backend serves requests.
+"""Readiness: whether 1min.ai's catalog responds, and which storage backend serves requests.
 
 Load balancers call ``GET /ready`` every few seconds on every replica, so the upstream
 check is one catalog call with a short timeout whose result is reused for a few seconds,

@@ -34,8 +34,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class OpenAIErrorTask(ErrorTask):
-    """Answer the requests that waitress rejects itself (bad request line or headers, too large)
-    with an OpenAI error object instead of waitress's plain-text page."""
+    """Error task that renders the requests waitress rejects itself (bad request line or headers,
+    too large) as an OpenAI error object instead of waitress's plain-text page."""
 
     def execute(self) -> None:
         error = self.request.error
