@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import LOOPBACK
 from tests.openapi_check import assert_matches_schema
-from tests.test_observability import sample, scrape
+from tests.test_observability import sample, wait_for_sample
 
 FUZZ_EXAMPLES = int(os.environ.get("RELAY_FUZZ_EXAMPLES", "200"))
 TIMEOUT = 20
@@ -394,9 +394,19 @@ def test_truncated_upload_frees_connection(fuzz_relay):
         timeout=TIMEOUT,
     )
 
+    samples = wait_for_sample(
+        fuzz_relay, "relay_requests_total", 1, route="/v1/chat/completions", method="POST", status="200",
+        model="gpt-4o-mini",
+    )
+    counted = sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "relay_requests_total" and ("route", "/v1/chat/completions") in labels
+    )
     assert after.status_code == 200
-    assert sample(scrape(fuzz_relay), "relay_requests_total", route="/v1/chat/completions", method="POST",
-                  status="200", model="gpt-4o-mini") <= 1
+    # Only the complete request reached the application; the truncated one held no worker thread.
+    assert counted == 1
+    assert sample(samples, "relay_requests_in_progress") == 0
 
 
 # --- path tricks -------------------------------------------------------------------------------

@@ -245,7 +245,8 @@ def stream_response(
             yield writer.usage_chunk(*upstream.usage(prompt))
         yield b"data: [DONE]\n\n"
     except GeneratorExit:
-        logger.info("client closed the stream after %d content chunks; closing the upstream request", deltas)
+        # The server closes the generator when the client disconnects, or at the end of a shutdown.
+        logger.info("stream closed after %d content chunks, before its end; closing the upstream request", deltas)
         raise
     finally:
         upstream.close()
