@@ -7,13 +7,17 @@ VENV_PYTHON := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.requirements.stamp
 DEV_STAMP := $(VENV)/.requirements-dev.stamp
 
-.PHONY: run test bench clean distclean
+.PHONY: run test test-slow bench clean distclean
 
 run: $(RUNTIME_STAMP)
 	$(VENV_PYTHON) app.py
 
 test: $(DEV_STAMP)
 	$(VENV_PYTHON) -m pytest -q
+
+# Only the tests marked slow: a memcached restart and a short load run (bench/load.py).
+test-slow: $(DEV_STAMP)
+	$(VENV_PYTHON) -m pytest -q -m slow
 
 bench: $(DEV_STAMP)
 	$(VENV_PYTHON) -m bench.run

@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from routes import audio, completions, files, images, responses, service, text
 from routes.functions.shared_func import RelayState, key_id, random_hex_id
+from utils.capacity import RequestSlots, slots_for_threads
 from utils.catalog import ModelCatalog
 from utils.common import OneMinClient, token_encoding
 from utils.config import ConfigError, Settings
@@ -33,7 +34,10 @@ from utils.errors import (
     RequestTooLargeError,
 )
 from utils.logger import configure_logging
-from utils.memcached import create_storage
+from utils.memcached import create_storage, limiter_memcached_client
+from utils.metrics import RelayMetrics
+from utils.readiness import ReadinessProbe
+from utils.server import serve_until_stopped
 
 logger = logging.getLogger("relay")
 
@@ -52,8 +56,10 @@ def rate_limit_key() -> str:
 
 def _create_limiter(app: Flask, settings: Settings) -> Limiter:
     storage_uri = "memory://"
+    storage_options: dict[str, Any] = {}
     if settings.memcached_host:
         storage_uri = f"memcached://{settings.memcached_host}:{settings.memcached_port}"
+        storage_options = {"client_getter": limiter_memcached_client}
     limiter = Limiter(
         rate_limit_key,
         app=app,
@@ -62,6 +68,7 @@ def _create_limiter(app: Flask, settings: Settings) -> Limiter:
         enabled=bool(settings.rate_limit),
         default_limits=[settings.rate_limit] if settings.rate_limit else [],
         storage_uri=storage_uri,
+        storage_options=storage_options,
         # Its own headers would put Retry-After on every response and overwrite the
         # value passed on from an upstream 429, so only our 429 gets one (below).
         headers_enabled=False,
@@ -105,6 +112,12 @@ def _http_error(error: HTTPException) -> Response:
         converted = RequestTooLargeError(
             f"The request body is larger than this endpoint's limit of {limit} bytes."
         )
+    elif error.code is not None and error.code >= 500:
+        # Flask's own 500, for an exception raised while another error was being handled.
+        converted = OpenAIError(
+            f"The relay failed to process the request (request id {g.get('request_id', '-')})."
+        )
+        converted.status_code = error.code
     else:
         converted = InvalidRequestError(error.description or error.name)
         converted.status_code = error.code or 400
@@ -169,16 +182,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     app.json.ensure_ascii = False
+    # Werkzeug would redirect a path containing "//" to the merged path with an HTML page. A
+    # client of a JSON API gets an OpenAI 404 for it instead.
+    app.url_map.merge_slashes = False
 
     storage = create_storage(
         settings.memcached_host, settings.memcached_port, settings.waitress_threads, settings.memory_storage_max_items
     )
+    metrics = RelayMetrics()
+    metrics.watch_storage(storage)
     client = OneMinClient(
         settings.one_min_api_url,
         settings.one_min_asset_url,
         pool_size=settings.waitress_threads,
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
+        metrics=metrics,
     )
     catalog = ModelCatalog(
         client,
@@ -187,11 +206,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings.subset_of_one_min_permitted_models,
         settings.permit_models_from_subset_only,
     )
-    app.extensions["relay"] = RelayState(settings, storage, client, catalog)
+    readiness = ReadinessProbe(client, storage)
+    app.extensions["relay"] = RelayState(settings, storage, client, catalog, metrics, readiness)
 
     CORS(app, origins=list(settings.cors_origins), expose_headers=["X-Request-ID", "Retry-After"])
     app.before_request(_start_request)
     app.after_request(_finish_request)
+    metrics.init_app(app, lambda model: catalog.get(model) is not None)
+    # Before the limiter, so a request turned away for capacity does not count against a key's rate.
+    slots = RequestSlots(slots_for_threads(settings.waitress_threads), metrics)
+    slots.init_app(app)
+    app.extensions["relay_slots"] = slots
     app.register_error_handler(OpenAIError, _error_response)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -204,35 +229,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def main() -> int:
-    """Serve the relay with waitress until interrupted."""
-    from waitress import serve
-
+    """Serve the relay with waitress until SIGTERM or SIGINT, then shut down gracefully."""
     try:
         app = create_app()
+        return serve_until_stopped(app)
     except ConfigError as error:
         print(f"1min-relay: invalid configuration: {error}", file=sys.stderr)
         return 2
-    settings: Settings = app.extensions["relay"].settings
-    logger.info(
-        "1min-relay listening on http://%s:%s (threads=%s, upstream=%s, storage=%s)",
-        settings.host,
-        settings.port,
-        settings.waitress_threads,
-        settings.one_min_api_url,
-        app.extensions["relay"].storage.backend_name,
-    )
-    serve(
-        app,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.waitress_threads,
-        connection_limit=settings.waitress_connection_limit,
-        asyncore_use_poll=True,
-        channel_request_lookahead=1,
-        max_request_body_size=max(settings.max_request_bytes, settings.max_file_bytes) + 1024 * 1024,
-        ident="1min-relay",
-    )
-    return 0
 
 
 if __name__ == "__main__":

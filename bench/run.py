@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.client import build_request
-from bench.load import (
+from bench.patterns import (
     CpuMeter,
     RequestStats,
     StreamStats,

@@ -1,8 +1,9 @@
-"""Service endpoints: what this server is, and whether it is healthy."""
+"""Service endpoints: what this server is, whether it is alive and ready, and its metrics."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from routes.functions.shared_func import relay_state
 from utils.constants import SERVICE_NAME, VERSION
@@ -26,3 +27,15 @@ def index() -> Response:
 @bp.get("/health")
 def health() -> Response:
     return jsonify({"status": "ok", "storage": relay_state().storage.backend_name})
+
+
+@bp.get("/ready")
+def ready() -> tuple[Response, int]:
+    """Report 200 while 1min.ai's catalog responds and 503 while it does not."""
+    report = relay_state().readiness.check()
+    return jsonify(report), 200 if report["ready"] else 503
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(relay_state().metrics.registry), content_type=CONTENT_TYPE_LATEST)

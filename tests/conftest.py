@@ -12,10 +12,14 @@ Fixture overview (see each docstring):
 * ``relay`` / ``relay_memcached`` / ``any_relay``: a started relay with in-memory storage, with
   memcached storage, or once with each.
 * ``openai_client``: an ``openai.OpenAI`` client pointed at ``relay``.
+
+Every log record of the session is also checked for the fake's API keys. A key found in one
+fails the run at its end, which names the test and the line that logged it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -44,6 +48,50 @@ MEMCACHED_MISSING = (
 MEMCACHED_START_ATTEMPTS = 3
 MEMCACHED_START_TIMEOUT = 10.0
 SERVER_STOP_TIMEOUT = 10.0
+
+
+# --- API keys in logs ---------------------------------------------------------------------------
+
+
+class _KeyScanHandler(logging.Handler):
+    """Check each log record, formatted with its traceback, for any of ``keys``."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        super().__init__()
+        self.keys = keys
+        self.checked = 0
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        self.checked += 1
+        if any(key in text for key in self.keys):
+            self.leaks.append(f"{os.environ.get('PYTEST_CURRENT_TEST', '?')}: {text[:500]}")
+
+
+_key_scan = pytest.StashKey[_KeyScanHandler]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.fake_onemin.server import DEFAULT_KEYS
+
+    handler = _KeyScanHandler(DEFAULT_KEYS | {TEST_API_KEY})
+    logging.getLogger().addHandler(handler)
+    config.stash[_key_scan] = handler
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    handler = session.config.stash[_key_scan]
+    logging.getLogger().removeHandler(handler)
+    if not handler.leaks:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("=", f"API keys in {len(handler.leaks)} of {handler.checked} log records", red=True)
+        for leak in handler.leaks:
+            reporter.write_line(leak)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # --- fake 1min.ai ------------------------------------------------------------------------------
@@ -220,15 +268,11 @@ class Relay:
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key=api_key, **options)
 
     def stop(self) -> None:
-        """Close every connection and the listening socket, stop the workers, then the loop.
+        """Close every connection and the listening socket, then stop the worker threads."""
+        import waitress.wasyncore
 
-        The trigger pipe closes last: a worker finishing a request writes to it to wake the
-        loop, and a write to a closed (or since reused) descriptor would fail or land elsewhere.
-        """
         if not self.thread.is_alive():
             return
-
-        from waitress import wasyncore
 
         server = self.server
 
@@ -238,27 +282,26 @@ class Relay:
             for dispatcher in list(server._map.values()):
                 if dispatcher is not server and dispatcher is not server.trigger:
                     dispatcher.handle_close()
-            wasyncore.dispatcher.close(server)
+            waitress.wasyncore.dispatcher.close(server)
+            # The loop may run this before pull_trigger() below has written its wake-up byte, so
+            # the trigger's pipe stays open until the loop has ended. Removing the trigger from the
+            # socket map ends the loop.
+            server.trigger.del_channel()
 
-        try:
-            server.trigger.pull_trigger(close_sockets)
-            server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
-            server.trigger.pull_trigger(server.trigger.close)
-        except OSError:
-            # pull_trigger() queues its thunk before it writes to the pipe, so a wake-up by a
-            # worker can run the closing thunk first and the write then fails with EBADF. The
-            # loop polls with a short timeout, so closing everything from this thread ends it.
-            server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
-            wasyncore.close_all(server._map, ignore_all=True)
+        server.trigger.pull_trigger(close_sockets)
         self.thread.join(SERVER_STOP_TIMEOUT)
+        server.task_dispatcher.shutdown(timeout=SERVER_STOP_TIMEOUT)
         if self.thread.is_alive():
             raise RuntimeError(f"relay server thread on port {self.port} did not stop")
+        server.trigger.close()
 
 
 def _serve(app: Flask, settings: dict[str, Any]) -> Relay:
-    import waitress
+    from utils.server import create_server
 
-    server = waitress.create_server(app, host=LOOPBACK, port=0, threads=16, asyncore_loop_timeout=0.2)
+    # The production server set-up, with fewer threads unless the test sets WAITRESS_THREADS.
+    threads = int(settings.get("WAITRESS_THREADS", 16))
+    server = create_server(app, host=LOOPBACK, port=0, threads=threads)
     thread = threading.Thread(
         target=server.run, name=f"relay-{server.effective_port}", daemon=True
     )
@@ -274,9 +317,10 @@ def relay_factory(fake_onemin: FakeOneMin) -> Iterator[Callable[..., Relay]]:
     ``settings`` are keyword arguments named after the relay's environment variables
     (``RATE_LIMIT="2 per minute"``, ``LOG_LEVEL="DEBUG"``, ...), with strings or native values.
     ``ONE_MIN_API_URL`` and ``ONE_MIN_ASSET_URL`` default to the fake 1min.ai. The app comes from
-    ``app.create_app(settings)`` and is served by waitress (16 threads) on an ephemeral loopback
-    port. The ``Relay`` has ``.base_url`` (``http://127.0.0.1:PORT``), ``.app``, ``.url(path)``,
-    ``.openai_client()`` and ``.settings``. Every relay started here stops at teardown.
+    ``app.create_app(settings)`` and is served by waitress (16 threads, or ``WAITRESS_THREADS``
+    when given) on an ephemeral loopback port. The ``Relay`` has ``.base_url``
+    (``http://127.0.0.1:PORT``), ``.app``, ``.url(path)``, ``.openai_client()`` and ``.settings``.
+    Every relay started here stops at teardown.
     """
     from app import create_app
 

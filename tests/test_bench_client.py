@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench.client import Connection, StreamResult, post, stream
-from bench.load import StreamStats, percentile
+from bench.patterns import StreamStats, percentile
 from bench.run import MODEL, PROMPT, make_targets
 from tests.fake_onemin import default_answer
 

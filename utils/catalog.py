@@ -2,7 +2,9 @@
 
 The catalog is fetched per feature from ``GET /models?feature=…`` (no auth). Disabled
 models are dropped. While the catalog cannot be reached, a small built-in list is used
-instead, cached only briefly so that the real catalog is tried again soon.
+instead, cached only briefly so that the real catalog is tried again soon. Replicas that
+share memcached fetch it once per MODELS_CACHE_SECONDS between them: one takes a lock item
+in storage and fetches, and the others wait for its copy.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ STORAGE_KEY = "catalog:v1"
 FALLBACK_TTL_SECONDS = 60
 # Each process keeps its last copy this long before asking storage again.
 LOCAL_COPY_SECONDS = 15.0
+REFRESH_LOCK_KEY = "catalog:v1:refreshing"
+# Expires a lock whose holder died; longer than a catalog fetch normally takes.
+REFRESH_LOCK_SECONDS = 30
+# A replica waits this long for another one's fetch before fetching by itself.
+REFRESH_WAIT_SECONDS = 10.0
+REFRESH_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -150,8 +158,27 @@ class ModelCatalog:
             with self._refresh_lock:
                 stored = self._storage.get(STORAGE_KEY)
                 if stored is None:
-                    stored = self._refresh()
+                    stored = self._refresh_once_across_replicas()
         return {entry["id"]: CatalogModel.from_dict(entry) for entry in stored}
+
+    def _refresh_once_across_replicas(self) -> list[dict]:
+        """Fetch the catalog, unless another replica holds the refresh lock; then wait for its copy."""
+        if self._storage.add(REFRESH_LOCK_KEY, True, REFRESH_LOCK_SECONDS):
+            try:
+                return self._refresh()
+            finally:
+                self._storage.delete(REFRESH_LOCK_KEY)
+        deadline = time.monotonic() + REFRESH_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(REFRESH_POLL_SECONDS)
+            stored = self._storage.get(STORAGE_KEY)
+            if stored is not None:
+                return stored
+        logger.warning(
+            "another replica held the catalog refresh lock for %.0f s without storing a catalog; fetching it here",
+            REFRESH_WAIT_SECONDS,
+        )
+        return self._refresh()
 
     def _refresh(self) -> list[dict]:
         try:

@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -31,6 +32,7 @@ from utils.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from utils.metrics import CONNECTION, TIMEOUT, RelayMetrics, http_error_kind, upstream_path_label
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +178,7 @@ class OneMinClient:
 
     POST requests are never retried: one that reached the upstream may already have
     spent credits. The API key is passed per call and sent only in the ``API-KEY`` header.
+    Every call is timed and every failure counted in ``metrics``.
     """
 
     def __init__(
@@ -185,10 +188,12 @@ class OneMinClient:
         pool_size: int,
         connect_timeout: float,
         read_timeout: float,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.api_url = api_url
         self.asset_url = asset_url
         self.timeout = (connect_timeout, read_timeout)
+        self.metrics = metrics if metrics is not None else RelayMetrics()
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         # With trust_env on, requests scans os.environ for proxies and reads ~/.netrc on
@@ -214,12 +219,24 @@ class OneMinClient:
         self._default_headers = dict(self.session.headers)
         self._urllib3_timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
 
+    def _transport_failure(self, error: Exception, method: str, url: str) -> OpenAIError:
+        self.metrics.count_upstream_error(TIMEOUT if _is_timeout(error) else CONNECTION)
+        return _transport_error(error, method, url)
+
+    def _observe(self, method: str, url: str, started: float, status: int) -> None:
+        """Record the latency of an upstream call that returned, and count an HTTP error status."""
+        self.metrics.observe_upstream(method, upstream_path_label(url, self.api_url), time.perf_counter() - started)
+        if status >= 400:
+            self.metrics.count_upstream_error(http_error_kind(status))
+
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
+        started = time.perf_counter()
         try:
             response = self.session.request(method, url, **kwargs)
         except requests.RequestException as error:
-            raise _transport_error(error, method, url) from None
+            raise self._transport_failure(error, method, url) from None
+        self._observe(method, url, started, response.status_code)
         try:
             raise_for_upstream(response)
         except OpenAIError:
@@ -248,6 +265,7 @@ class OneMinClient:
         pool_timeout = self._urllib3_timeout
         if timeout:
             pool_timeout = urllib3.Timeout(connect=self.timeout[0], read=timeout)
+        started = time.perf_counter()
         try:
             raw = self._api_pool.urlopen(
                 "POST",
@@ -262,7 +280,8 @@ class OneMinClient:
                 timeout=pool_timeout,
             )
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise _transport_error(error, "POST", self.api_url + path) from None
+            raise self._transport_failure(error, "POST", self.api_url + path) from None
+        self._observe("POST", self.api_url + path, started, raw.status)
         response = _as_requests_response(raw, self.api_url + path + query, payload, preloaded=not stream)
         try:
             raise_for_upstream(response)
@@ -281,6 +300,14 @@ class OneMinClient:
         if body is None:
             raise UpstreamError(f"1min.ai returned a body that is not JSON for {path}.")
         return body
+
+    def probe(self, path: str, params: dict | None, timeout: float) -> None:
+        """GET an unauthenticated API path with a short timeout, reading only the headers.
+
+        Raise the usual OpenAI error when 1min.ai cannot be reached or fails.
+        """
+        response = self._send("GET", self.api_url + path, params=params, timeout=(timeout, timeout), stream=True)
+        response.close()
 
     def upload_asset(self, api_key: str, filename: str, content: bytes, content_type: str) -> dict:
         """Upload one file to ``/api/assets`` and return the decoded response."""

@@ -145,7 +145,8 @@ class Settings:
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "host": lambda name, raw: str(raw).strip() or "0.0.0.0",
-    "port": lambda name, raw: _parse_int(name, raw, 1, 65535),
+    # Port 0 lets the system pick a free port, which the start-up log line shows.
+    "port": lambda name, raw: _parse_int(name, raw, 0, 65535),
     "waitress_threads": lambda name, raw: _parse_int(name, raw, 1, 10000),
     "waitress_connection_limit": lambda name, raw: _parse_int(name, raw, 1, 100000),
     "one_min_api_url": _parse_url,

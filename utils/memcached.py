@@ -5,6 +5,8 @@ Values are JSON-serialisable objects. Every backend offers the same narrow inter
 When memcached is configured but unreachable, `FallbackStorage` serves from memory,
 warns once, and switches back (with an INFO line) as soon as memcached answers again.
 Data written to memory during an outage is not copied to memcached afterwards.
+Both backends refuse a value above memcached's item size (`ValueTooLargeError`), so code
+that works on memory storage also works on memcached.
 """
 
 from __future__ import annotations
@@ -16,16 +18,40 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from types import ModuleType
 from typing import Any, Callable, Protocol
 
 from pymemcache.client.base import PooledClient
-from pymemcache.exceptions import MemcacheError
+from pymemcache.client.retrying import RetryingClient
+from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "1minrelay:"
 MAX_MEMCACHED_KEY_LENGTH = 250
-UPDATE_ATTEMPTS = 50
+UPDATE_ATTEMPTS = 20
+MAX_UPDATE_BACKOFF_SECONDS = 0.05
+# memcached rejects items above its -I limit (1 MiB by default), and the limit counts the key and
+# an item header too. Values stay below it with room to spare.
+MAX_VALUE_BYTES = 1_000_000
+# Errors of a pooled connection opened before memcached restarted. The failed connection is
+# dropped, so one more attempt runs on a new connection.
+STALE_CONNECTION_ERRORS = (MemcacheUnexpectedCloseError, BrokenPipeError, ConnectionResetError)
+
+
+class ValueTooLargeError(ValueError):
+    """A value is larger than memcached stores in one item."""
+
+
+def encode_value(key: str, value: Any) -> str:
+    """Serialise ``value`` as ASCII JSON, or raise `ValueTooLargeError` above MAX_VALUE_BYTES."""
+    encoded = json.dumps(value)
+    if len(encoded) > MAX_VALUE_BYTES:
+        raise ValueTooLargeError(
+            f"the value for storage key {key!r} is {len(encoded)} bytes of JSON; "
+            f"memcached stores at most {MAX_VALUE_BYTES} bytes per item"
+        )
+    return encoded
 
 
 class Storage(Protocol):
@@ -40,6 +66,20 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
 
     def update(self, key: str, change: Callable[[Any | None], Any], ttl: int) -> Any: ...
+
+
+def retrying_client(client: Any) -> RetryingClient:
+    """Wrap a pymemcache client so a call on a stale connection is tried once more."""
+    return RetryingClient(client, attempts=2, retry_for=STALE_CONNECTION_ERRORS)
+
+
+def limiter_memcached_client(module: ModuleType, hosts: list, **options: Any) -> RetryingClient:
+    """Build the memcached client of the rate limiter's storage (its ``client_getter`` option).
+
+    Without the retry, every server thread's first call after a memcached restart fails, and
+    the limiter warns and falls back to memory once per thread.
+    """
+    return retrying_client(module.PooledClient(*hosts, **options))
 
 
 def hash_secret(secret: str) -> str:
@@ -72,7 +112,7 @@ class MemoryStorage:
         return encoded
 
     def _store(self, key: str, value: Any, ttl: int) -> None:
-        self._items[key] = (time.monotonic() + ttl, json.dumps(value))
+        self._items[key] = (time.monotonic() + ttl, encode_value(key, value))
         self._items.move_to_end(key)
         while len(self._items) > self._max_items:
             self._items.popitem(last=False)
@@ -114,12 +154,14 @@ class MemcachedStorage:
     backend_name = "memcached"
 
     def __init__(self, host: str, port: int, pool_size: int, timeout: float = 1.0) -> None:
-        self._client = PooledClient(
-            (host, port),
-            connect_timeout=timeout,
-            timeout=timeout,
-            no_delay=True,
-            max_pool_size=pool_size,
+        self._client = retrying_client(
+            PooledClient(
+                (host, port),
+                connect_timeout=timeout,
+                timeout=timeout,
+                no_delay=True,
+                max_pool_size=pool_size,
+            )
         )
 
     @staticmethod
@@ -134,26 +176,30 @@ class MemcachedStorage:
         return None if raw is None else json.loads(raw)
 
     def set(self, key: str, value: Any, ttl: int) -> None:
-        self._client.set(self._key(key), json.dumps(value).encode("utf-8"), expire=ttl, noreply=False)
+        self._client.set(self._key(key), encode_value(key, value).encode(), expire=ttl, noreply=False)
 
     def add(self, key: str, value: Any, ttl: int) -> bool:
         return bool(
-            self._client.add(self._key(key), json.dumps(value).encode("utf-8"), expire=ttl, noreply=False)
+            self._client.add(self._key(key), encode_value(key, value).encode(), expire=ttl, noreply=False)
         )
 
     def delete(self, key: str) -> None:
         self._client.delete(self._key(key), noreply=False)
 
     def update(self, key: str, change: Callable[[Any | None], Any], ttl: int) -> Any:
-        """Apply ``change`` atomically with gets/cas, retrying when another writer won."""
+        """Apply ``change`` atomically with gets/cas, retrying when another writer won.
+
+        Between attempts it waits a random, growing pause, so writers that keep colliding
+        on one key spread out instead of losing every round together.
+        """
         full_key = self._key(key)
         for attempt in range(UPDATE_ATTEMPTS):
             if attempt:
-                # Random back-off spreads out writers that keep colliding on a hot key.
-                time.sleep(random.uniform(0, 0.001 * attempt))
+                # Exponential random back-off spreads out writers that keep colliding on a hot key.
+                time.sleep(random.uniform(0, min(MAX_UPDATE_BACKOFF_SECONDS, 0.001 * 2**attempt)))
             raw, cas_token = self._client.gets(full_key)
             new_value = change(None if raw is None else json.loads(raw))
-            encoded = json.dumps(new_value).encode("utf-8")
+            encoded = encode_value(key, new_value).encode()
             if raw is None:
                 if self._client.add(full_key, encoded, expire=ttl, noreply=False):
                     return new_value
@@ -197,6 +243,8 @@ class FallbackStorage:
             if self._degraded_since is None or now < self._next_probe:
                 return self._degraded_since is None
             self._next_probe = now + self._retry_seconds
+        # Pooled connections lead to the memcached process that went away; open new ones.
+        self._primary.close()
         try:
             self._primary.ping()
         except (MemcacheError, OSError):

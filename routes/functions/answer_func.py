@@ -18,6 +18,7 @@ from routes.functions.tool_func import ToolCall, ToolCallDetector, parse_tool_ca
 from routes.functions.txt_func import ChatResult, transform_response
 from utils.common import OneMinClient, calculate_token
 from utils.constants import CHAT_PATH
+from utils.metrics import RelayMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class Generation:
     spec: OutputSpec = field(default_factory=OutputSpec)
     stream: bool = False
     retries: int = 1
+    metrics: RelayMetrics | None = None
 
 
 class AnswerSource(Protocol):
@@ -130,7 +132,7 @@ def open_answer(generation: Generation, prompt: str, stream: bool) -> AnswerSour
         response = client.post_json(
             CHAT_PATH, generation.api_key, payload, stream=True, params={"isStreaming": "true"}
         )
-        upstream = UpstreamChatStream(response, generation.model)
+        upstream = UpstreamChatStream(response, generation.model, generation.metrics)
         try:
             upstream.prefetch()
         except BaseException:

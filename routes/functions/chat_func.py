@@ -84,6 +84,7 @@ def stream_chat_completion(group: ChoiceGroup, writer: ChunkWriter, include_usag
     ends the stream with an error event and no ``[DONE]``. A client that disconnects makes
     the WSGI server close this generator, which closes the upstream requests.
     """
+    chunks = 0
     try:
         for run in group.runs:
             yield writer.chunk({"role": "assistant", "content": ""}, index=run.index)
@@ -93,7 +94,9 @@ def stream_chat_completion(group: ChoiceGroup, writer: ChunkWriter, include_usag
                 if isinstance(event, ChoiceFinished):
                     prompt_tokens += event.prompt_tokens
                     completion_tokens += event.completion_tokens
-                yield from event_chunks(writer, index, event)
+                for chunk in event_chunks(writer, index, event):
+                    chunks += 1
+                    yield chunk
         except OpenAIError as error:
             logger.warning("upstream stream failed after the first chunk: %s", error.message)
             yield stream_error_event(error)
@@ -101,6 +104,10 @@ def stream_chat_completion(group: ChoiceGroup, writer: ChunkWriter, include_usag
         if include_usage:
             yield writer.usage_chunk(prompt_tokens, completion_tokens)
         yield b"data: [DONE]\n\n"
+    except GeneratorExit:
+        # The server closes the generator when the client disconnects, or at the end of a shutdown.
+        logger.info("stream closed after %d chunks, before its end; closing the upstream requests", chunks)
+        raise
     finally:
         group.close()
 
@@ -118,6 +125,7 @@ def chat_choice_group(api_key: str, chat: ChatRequest, path: str, payload: dict,
         spec=chat.output,
         stream=chat.stream,
         retries=state.settings.invalid_output_retries,
+        metrics=state.metrics,
     )
     return ChoiceGroup([ChoiceRun(generation, index) for index in range(chat.n)])
 

@@ -130,6 +130,7 @@ def completion_choice_group(api_key: str, request: CompletionRequest) -> ChoiceG
             prompt=prompt,
             spec=request.output,
             stream=request.stream,
+            metrics=state.metrics,
         )
         runs.extend(ChoiceRun(generation, prompt_index * request.n + offset) for offset in range(request.n))
     return ChoiceGroup(runs)

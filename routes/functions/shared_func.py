@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from utils.common import OneMinClient
 from utils.config import Settings
 from utils.errors import AuthenticationError, InvalidRequestError
 from utils.memcached import Storage, hash_secret
+from utils.metrics import RelayMetrics
+from utils.readiness import ReadinessProbe
 
 
 @dataclass
@@ -27,6 +30,8 @@ class RelayState:
     storage: Storage
     client: OneMinClient
     catalog: ModelCatalog
+    metrics: RelayMetrics
+    readiness: ReadinessProbe
 
 
 def relay_state() -> RelayState:
@@ -56,10 +61,16 @@ def key_id(api_key: str) -> str:
     return hash_secret(api_key)
 
 
+# An escape of half a UTF-16 surrogate pair; json.loads joins whole pairs into one character.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_json_body() -> dict:
     """Decode the request body as a JSON object, or raise a 400 that says what is wrong.
 
-    The Content-Type is not enforced, because curl users often omit it.
+    The Content-Type is not enforced, because curl users often omit it. The body must be
+    UTF-8 (a leading byte order mark is allowed), as JSON between systems is.
     """
     raw = request.get_data(cache=True)
     if not raw.strip():
@@ -67,16 +78,43 @@ def parse_json_body() -> dict:
             "The request body is empty. Send a JSON object with Content-Type: application/json."
         )
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
         raise InvalidRequestError(
-            f"The request body is not valid JSON ({error}). Send a JSON object."
+            f"The request body is not valid UTF-8 (byte {error.start}). Send JSON encoded as UTF-8."
         ) from None
+    try:
+        body = json.loads(text)
+    except ValueError as error:
+        raise InvalidRequestError(f"The request body is not valid JSON ({error}). Send a JSON object.") from None
+    except RecursionError:
+        raise InvalidRequestError("The request body is nested too deeply to parse. Send a flatter JSON object.") from None
     if not isinstance(body, dict):
         raise InvalidRequestError(
             f"The request body must be a JSON object, got a JSON {type(body).__name__}."
         )
+    if SURROGATE_ESCAPE.search(text) and _contains_surrogate(body):
+        raise InvalidRequestError(
+            "The request body contains a \\u escape of an unpaired UTF-16 surrogate, which is not a character. "
+            "Escape characters outside the Basic Multilingual Plane as a surrogate pair."
+        )
     return body
+
+
+def _contains_surrogate(value: Any) -> bool:
+    """Search strings and keys without recursion, since the JSON may be nested deeply."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 _TYPE_NAMES = {

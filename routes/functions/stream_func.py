@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import deque
 from typing import Any, Iterator
 
@@ -18,6 +19,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from routes.functions.txt_func import check_record, map_finish_reason, record_usage, usage_object
 from utils.errors import ModelNotFoundError, OpenAIError, UpstreamError, UpstreamTimeoutError
+from utils.metrics import CONNECTION, ERROR_EVENT, TIMEOUT, RelayMetrics
 from utils.sse import ServerSentEvent, SSEParser
 
 READ_SIZE = 65536
@@ -60,11 +62,16 @@ class UpstreamChatStream:
 
     After the iteration ends, ``finish_reason`` and ``record`` hold what the ``result``
     event carried. A failure after the first delta raises `OpenAIError` from the iterator.
+    Failures and the stream's duration are recorded in ``metrics`` when it is given.
     """
 
-    def __init__(self, response: requests.Response, model: str) -> None:
+    def __init__(self, response: requests.Response, model: str, metrics: RelayMetrics | None = None) -> None:
         self._response = response
         self._model = model
+        self._metrics = metrics
+        # The call was sent ``elapsed`` before its headers arrived, which was just now.
+        self._started = time.perf_counter() - response.elapsed.total_seconds()
+        self._closed = False
         self._parser = SSEParser()
         self._events: deque[ServerSentEvent] = deque()
         self._ready: deque[str] = deque()
@@ -83,7 +90,9 @@ class UpstreamChatStream:
             chunk = self._response.raw.read1(READ_SIZE)
         except (Urllib3Error, requests.RequestException, OSError) as error:
             if "timed out" in str(error).lower():
+                self._count_error(TIMEOUT)
                 raise UpstreamTimeoutError("1min.ai stopped sending the answer (read timed out).") from None
+            self._count_error(CONNECTION)
             raise UpstreamError(f"The connection to 1min.ai was lost ({type(error).__name__}).") from None
         if not chunk:
             return False
@@ -116,6 +125,7 @@ class UpstreamChatStream:
                 return None
             if not self._events and not self._read_events():
                 self._done = True
+                self._count_error(CONNECTION)
                 raise UpstreamError("The connection to 1min.ai closed before the answer was complete.")
             while self._events and not self._ready:
                 self._handle(self._events.popleft())
@@ -136,6 +146,7 @@ class UpstreamChatStream:
             self._events.clear()
         elif event.event == "error":
             self._done = True
+            self._count_error(ERROR_EVENT)
             raise error_from_event(error_event_message(payload), self._model)
 
     def _read_result(self, payload: Any) -> None:
@@ -165,7 +176,16 @@ class UpstreamChatStream:
         return record_usage(self.record, prompt, self.text)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._response.close()
+        if self._metrics is not None:
+            self._metrics.upstream_stream_duration.observe(time.perf_counter() - self._started)
+
+    def _count_error(self, kind: str) -> None:
+        if self._metrics is not None:
+            self._metrics.count_upstream_error(kind)
 
 
 def sse_data(payload: dict | str) -> bytes:
