@@ -557,3 +557,12 @@ def test_api_key_never_logged(relay, fake_onemin, caplog):
 
     assert caplog.records
     assert all(secret not in record.getMessage() for record in caplog.records)
+
+
+def test_form_body_hint_names_json(relay):
+    response = requests.post(
+        relay.url("/v1/chat/completions"), data={"model": "gpt-4o-mini"}, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+    )
+
+    assert response.status_code == 400
+    assert "takes JSON with Content-Type: application/json" in response.json()["error"]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,30 @@ def test_importing_modules_has_no_side_effects():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+def test_busy_port_stops_start_up_cleanly():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        result = subprocess.run(
+            [sys.executable, "app.py"],
+            cwd=ROOT,
+            env={"PORT": str(port), "HOST": "127.0.0.1", "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_subset_only_without_subset_rejected():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_mapping({"PERMIT_MODELS_FROM_SUBSET_ONLY": "true"})
+
+    assert "SUBSET_OF_ONE_MIN_PERMITTED_MODELS is empty" in str(caught.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import openai
 import pytest
 import requests
@@ -115,3 +117,15 @@ def test_fallback_list_when_catalog_fails(relay_factory, fake_onemin):
 @pytest.mark.parametrize("path", ["/v1/models", "/v1/models/gpt-4o-mini"])
 def test_models_need_no_key(relay, path):
     assert requests.get(relay.url(path), timeout=10).status_code == 200
+
+
+def test_subset_names_unknown_model_warns(relay_factory, caplog):
+    caplog.set_level(logging.WARNING, logger="utils.catalog")
+    relay = relay_factory(SUBSET_OF_ONE_MIN_PERMITTED_MODELS="gpt-4o-mini, gpt4o-typo", PERMIT_MODELS_FROM_SUBSET_ONLY="true")
+
+    ids = [model["id"] for model in requests.get(relay.url("/v1/models"), timeout=10).json()["data"]]
+
+    assert ids == ["gpt-4o-mini"]
+    warnings = [record.getMessage() for record in caplog.records if "does not list" in record.getMessage()]
+    assert len(warnings) == 1
+    assert "gpt4o-typo" in warnings[0]

@@ -133,6 +133,7 @@ class ModelCatalog:
         self._storage = storage
         self._ttl = ttl_seconds
         self._permitted = frozenset(permitted_subset) if subset_only else None
+        self._reported_unknown: list[str] = []
         self._local: dict[str, CatalogModel] | None = None
         self._local_expires = 0.0
         self._refresh_lock = threading.Lock()
@@ -197,7 +198,20 @@ class ModelCatalog:
         if self._local is None or now >= self._local_expires:
             self._local = self._load()
             self._local_expires = now + min(LOCAL_COPY_SECONDS, self._ttl)
+            self._warn_unknown_permitted(self._local)
         return self._local
+
+    def _warn_unknown_permitted(self, models: dict[str, CatalogModel]) -> None:
+        """Warn once per set of ids when the permitted subset names models the catalog lacks."""
+        if self._permitted is None:
+            return
+        unknown = sorted(self._permitted - models.keys())
+        if unknown and unknown != self._reported_unknown:
+            logger.warning(
+                "SUBSET_OF_ONE_MIN_PERMITTED_MODELS names models the catalog does not list: %s",
+                ", ".join(unknown),
+            )
+        self._reported_unknown = unknown
 
     def _permitted_models(self) -> dict[str, CatalogModel]:
         models = self._all()

@@ -262,6 +262,9 @@ class OneMinClient:
             headers["Accept-Encoding"] = "identity"
         query = "?" + urlencode(params) if params else ""
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if logger.isEnabledFor(logging.DEBUG):
+            # Request bodies carry the prompt, so they are logged only at DEBUG, and cut short.
+            logger.debug("upstream POST %s body: %s", path, _clip(payload.decode("utf-8")))
         pool_timeout = self._urllib3_timeout
         if timeout:
             pool_timeout = urllib3.Timeout(connect=self.timeout[0], read=timeout)

@@ -133,7 +133,13 @@ class Settings:
             env_name = field.name.upper()
             if env_name in values and values[env_name] is not None:
                 parsed[field.name] = _PARSERS[field.name](env_name, values[env_name])
-        return cls(**parsed)
+        settings = cls(**parsed)
+        if settings.permit_models_from_subset_only and not settings.subset_of_one_min_permitted_models:
+            raise ConfigError(
+                "PERMIT_MODELS_FROM_SUBSET_ONLY is true but SUBSET_OF_ONE_MIN_PERMITTED_MODELS is empty, "
+                "so no model could be used. List model ids there, or set PERMIT_MODELS_FROM_SUBSET_ONLY=false."
+            )
+        return settings
 
     @classmethod
     def from_environment(cls, overrides: Mapping[str, Any] | None = None) -> "Settings":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -94,7 +95,15 @@ def create_server(
 def serve_until_stopped(app: Flask) -> int:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully; return the exit code."""
     settings: Settings = app.extensions["relay"].settings
-    server = create_server(app)
+    try:
+        server = create_server(app)
+    except OSError as error:
+        print(
+            f"1min-relay: cannot listen on {settings.host}:{settings.port}: {error.strerror or error}. "
+            "Choose another PORT or HOST.",
+            file=sys.stderr,
+        )
+        return 2
 
     def announce() -> None:
         logger.info(

@@ -86,7 +86,10 @@ def parse_json_body() -> dict:
     try:
         body = json.loads(text)
     except ValueError as error:
-        raise InvalidRequestError(f"The request body is not valid JSON ({error}). Send a JSON object.") from None
+        hint = ""
+        if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            hint = f" This endpoint takes JSON with Content-Type: application/json, not {request.mimetype}."
+        raise InvalidRequestError(f"The request body is not valid JSON ({error}).{hint} Send a JSON object.") from None
     except RecursionError:
         raise InvalidRequestError("The request body is nested too deeply to parse. Send a flatter JSON object.") from None
     if not isinstance(body, dict):
