@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, jsonify, stream_with_context
 
 from routes.functions.answer_func import ChoiceResult
+from routes.functions.attachment_func import prepare_attachments
 from routes.functions.chat_func import chat_choice_group, require_chat_model
 from routes.functions.response_events_func import ResponseEventWriter, stream_response_events
 from routes.functions.responses_func import (
@@ -32,8 +33,9 @@ def create_response() -> Response:
     storage = relay_state().storage
     history = load_history(storage, api_key, params.previous_response_id) if params.previous_response_id else []
     chat = parse_chat_request(params.chat_body(history))
-    require_chat_model(chat.model)
+    model = require_chat_model(chat.model)
 
+    prepare_attachments(api_key, chat, model)
     prompt = format_conversation_history(chat.messages)
     path, payload = prepare_chat_payload(chat, prompt)
     group = chat_choice_group(api_key, chat, path, payload, prompt)

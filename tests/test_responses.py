@@ -413,3 +413,32 @@ def test_stored_response_expires(relay_factory, fake_onemin):
 def test_unknown_response_is_404(openai_client):
     with pytest.raises(openai.NotFoundError):
         openai_client.responses.retrieve("resp_does_not_exist")
+
+
+def test_input_image_attached_upstream(relay, fake_onemin):
+    import base64
+
+    from tests.fake_onemin.media import png_image
+
+    data_url = "data:image/png;base64," + base64.b64encode(png_image("cat")).decode()
+    body = {
+        "model": "gpt-4o-mini",
+        "input": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What is in this picture?"},
+                    {"type": "input_image", "image_url": data_url},
+                ],
+            }
+        ],
+    }
+
+    response = _create(relay, body)
+
+    assert response.status_code == 200
+    assert_matches_schema("Response", response.json())
+    sent = fake_onemin.requests_to("/api/chat-with-ai")[-1].json["promptObject"]
+    assert len(sent["attachments"]["images"]) == 1
+    assert sent["attachments"]["images"][0].startswith("images/")
+    assert len(fake_onemin.requests_to("/api/assets")) == 1

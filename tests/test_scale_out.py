@@ -109,3 +109,41 @@ def test_oversized_value_keeps_memcached_in_use(memcached_server, caplog):
 
     assert not storage.degraded
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_file_shared_across_replicas(two_relays):
+    first, second = two_relays(RATE_LIMIT="off")
+    uploader = first.openai_client()
+    reader = second.openai_client()
+
+    created = uploader.files.create(file=("notes.txt", b"shared between replicas"), purpose="assistants")
+
+    listed = [item.id for item in reader.files.list()]
+    content = reader.files.content(created.id).read()
+    deleted = reader.files.delete(created.id)
+
+    assert created.id in listed
+    assert content == b"shared between replicas"
+    assert deleted.deleted is True
+    assert created.id not in [item.id for item in uploader.files.list()]
+    uploader.close()
+    reader.close()
+
+
+def test_stored_response_shared_across_replicas(two_relays, fake_onemin):
+    first, second = two_relays(RATE_LIMIT="off")
+    fake_onemin.script("first answer", "second answer")
+    writer = first.openai_client()
+    chainer = second.openai_client()
+
+    original = writer.responses.create(model="gpt-4o-mini", input="Remember the word apple.")
+    retrieved = chainer.responses.retrieve(original.id)
+    follow_up = chainer.responses.create(model="gpt-4o-mini", input="Which word?", previous_response_id=original.id)
+
+    assert retrieved.output_text == "first answer"
+    assert follow_up.output_text == "second answer"
+    prompt = fake_onemin.requests_to("/api/chat-with-ai")[-1].json["promptObject"]["prompt"]
+    assert "Remember the word apple." in prompt
+    assert "first answer" in prompt
+    writer.close()
+    chainer.close()
