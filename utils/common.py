@@ -127,6 +127,16 @@ def raise_for_upstream(response: requests.Response) -> None:
     raise InvalidRequestError(f"1min.ai rejected the request (HTTP {status}): {message}")
 
 
+def _checked(response: requests.Response) -> requests.Response:
+    """Return a successful response; close a failed one and raise its OpenAI error."""
+    try:
+        raise_for_upstream(response)
+    except OpenAIError:
+        response.close()
+        raise
+    return response
+
+
 def _model_of_request(body: bytes | str) -> str | None:
     try:
         model = json.loads(body).get("model")
@@ -237,12 +247,7 @@ class OneMinClient:
         except requests.RequestException as error:
             raise self._transport_failure(error, method, url) from None
         self._observe(method, url, started, response.status_code)
-        try:
-            raise_for_upstream(response)
-        except OpenAIError:
-            response.close()
-            raise
-        return response
+        return _checked(response)
 
     def post_json(
         self,
@@ -285,13 +290,7 @@ class OneMinClient:
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise self._transport_failure(error, "POST", self.api_url + path) from None
         self._observe("POST", self.api_url + path, started, raw.status)
-        response = _as_requests_response(raw, self.api_url + path + query, payload, preloaded=not stream)
-        try:
-            raise_for_upstream(response)
-        except OpenAIError:
-            response.close()
-            raise
-        return response
+        return _checked(_as_requests_response(raw, self.api_url + path + query, payload, preloaded=not stream))
 
     def delete(self, path: str, api_key: str) -> requests.Response:
         return self._send("DELETE", self.api_url + path, headers={"API-KEY": api_key})
