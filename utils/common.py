@@ -111,7 +111,7 @@ def raise_for_upstream(response: requests.Response) -> None:
     error_code = body.get("errorCode") if isinstance(body, dict) else None
     if error_code == "UNSUPPORTED_MODEL":
         model = (response.request.body and _model_of_request(response.request.body)) or "requested"
-        # The catalog can list models that a feature then rejects, so say who rejected it.
+        # The catalog can list models that a feature then rejects, so the message names 1min.ai as the rejecter.
         raise ModelNotFoundError(
             model,
             message=f"1min.ai rejected the model '{model}' for this request (UNSUPPORTED_MODEL): {message}",

@@ -92,7 +92,7 @@ class RateLimitError(OpenAIError):
 
 
 class UpstreamError(OpenAIError):
-    """1min.ai failed, answered something unusable, or could not be reached."""
+    """1min.ai failed, returned something unusable, or could not be reached."""
 
     status_code = 502
     error_type = "server_error"

@@ -18,8 +18,8 @@ REDACTED = "[redacted]"
 class RequestContextFilter(logging.Filter):
     """Add ``request_id`` to each record and remove the caller's API key from its text.
 
-    Code never passes a key to the logger on purpose; the scrub is a second line of
-    defence against an upstream message or exception that echoes it back.
+    Code never passes a key to the logger on purpose. The scrub is a second line of
+    defence against an upstream message or exception that echoes the key back.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -3,7 +3,7 @@
 Values are JSON-serialisable objects. Every backend offers the same narrow interface
 (`get`, `set`, `add`, `delete`, `update`), so route code does not depend on which one runs.
 When memcached is configured but unreachable, `FallbackStorage` serves from memory,
-warns once, and switches back (with an INFO line) as soon as memcached answers again.
+warns once, and switches back (with an INFO line) as soon as memcached responds again.
 Data written to memory during an outage is not copied to memcached afterwards.
 Both backends refuse a value above memcached's item size (`ValueTooLargeError`), so code
 that works on memory storage also works on memcached.

@@ -15,6 +15,7 @@ from routes.functions.answer_func import (
     ToolCallsReady,
 )
 from routes.functions.choices_func import ChoiceGroup
+from routes.functions.output_func import OutputSpec
 from routes.functions.shared_func import relay_state
 from routes.functions.stream_func import ChunkWriter, stream_error_event
 from routes.functions.tool_func import ToolCall
@@ -112,21 +113,28 @@ def stream_chat_completion(group: ChoiceGroup, writer: ChunkWriter, include_usag
         group.close()
 
 
-def chat_choice_group(api_key: str, chat: ChatRequest, path: str, payload: dict, prompt: str) -> ChoiceGroup:
-    """Return the ``chat.n`` choices of a chat request, ready to start or collect."""
+def new_generation(
+    api_key: str, model: str, path: str, payload: dict, prompt: str, spec: OutputSpec, stream: bool
+) -> Generation:
+    """Return a ``Generation`` wired to the relay's client, retry setting and metrics."""
     state = relay_state()
-    generation = Generation(
+    return Generation(
         client=state.client,
         api_key=api_key,
-        model=chat.model,
+        model=model,
         path=path,
         payload=payload,
         prompt=prompt,
-        spec=chat.output,
-        stream=chat.stream,
+        spec=spec,
+        stream=stream,
         retries=state.settings.invalid_output_retries,
         metrics=state.metrics,
     )
+
+
+def chat_choice_group(api_key: str, chat: ChatRequest, path: str, payload: dict, prompt: str) -> ChoiceGroup:
+    """Return the ``chat.n`` choices of a chat request, ready to start or collect."""
+    generation = new_generation(api_key, chat.model, path, payload, prompt, chat.output, chat.stream)
     return ChoiceGroup([ChoiceRun(generation, index) for index in range(chat.n)])
 
 

@@ -11,14 +11,14 @@ import logging
 from dataclasses import dataclass
 from typing import Iterator
 
-from routes.functions.answer_func import ChoiceFinished, ChoiceResult, ChoiceRun, Generation, TextDelta
+from routes.functions.answer_func import ChoiceFinished, ChoiceResult, ChoiceRun, TextDelta
+from routes.functions.chat_func import new_generation
 from routes.functions.choices_func import ChoiceGroup
 from routes.functions.output_func import OutputSpec, parse_max_tokens, parse_stop
 from routes.functions.shared_func import (
     new_object_id,
     number_in_range,
     optional_field,
-    relay_state,
     required_field,
     unix_time,
 )
@@ -116,22 +116,11 @@ def parse_completion_request(body: dict) -> CompletionRequest:
 
 def completion_choice_group(api_key: str, request: CompletionRequest) -> ChoiceGroup:
     """Return ``n`` choices per prompt, each prompt sent as one user message."""
-    state = relay_state()
     runs = []
     for prompt_index, prompt in enumerate(request.prompts):
         chat = ChatRequest(model=request.model, messages=[{"role": "user", "content": prompt}])
         path, payload = prepare_chat_payload(chat, prompt)
-        generation = Generation(
-            client=state.client,
-            api_key=api_key,
-            model=request.model,
-            path=path,
-            payload=payload,
-            prompt=prompt,
-            spec=request.output,
-            stream=request.stream,
-            metrics=state.metrics,
-        )
+        generation = new_generation(api_key, request.model, path, payload, prompt, request.output, request.stream)
         runs.extend(ChoiceRun(generation, prompt_index * request.n + offset) for offset in range(request.n))
     return ChoiceGroup(runs)
 
